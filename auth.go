@@ -1,0 +1,245 @@
+// Package mcpauth adds authentication and authorization to MCP servers built
+// on github.com/modelcontextprotocol/go-sdk.
+//
+// A server wraps its Streamable HTTP handler with [Require], passing one or
+// more [Authenticator]s (for example [APIKeys]). Each request is authenticated
+// once, at the HTTP layer, into a [Principal]. The principal reaches tool
+// handlers through go-sdk's req.Extra.TokenInfo, and [PrincipalFromRequest]
+// reads it back:
+//
+//	keys, err := mcpauth.APIKeysFromEnv()
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
+//	http.Handle("/mcp", mcpauth.Require(nil, keys)(handler))
+//
+// Inside a tool, read the caller from the request, never from the tool's
+// context: in a stateful session the context belongs to the session's first
+// HTTP request, so it may carry a credential that has since been rotated or
+// downgraded.
+package mcpauth
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// Method says how a caller proved who it is.
+type Method string
+
+// The authentication methods.
+const (
+	MethodAPIKey Method = "apikey"
+	MethodJWT    Method = "jwt"
+	MethodOAuth  Method = "oauth"
+	MethodMTLS   Method = "mtls"
+)
+
+// A Principal is the authenticated caller of one request.
+//
+// Authenticators may hand the same *Principal to many requests (an API key's
+// principal is built once, at start-up), so callers must treat it, and the
+// slices and maps it holds, as read-only.
+type Principal struct {
+	// Subject identifies the caller: an API key's configured subject, a
+	// token's sub claim, a certificate's subject.
+	Subject string
+	// Method is how the caller authenticated.
+	Method Method
+	// Issuer is who vouched for the subject, for example a token's iss claim.
+	// It is empty for credentials the server checks itself (API keys).
+	Issuer string
+	// ClientID is the OAuth client the credential was issued to, if any.
+	ClientID string
+	// Roles and Scopes are what the caller may do; see the RBAC guard.
+	Roles  []string
+	Scopes []string
+	// Expiry is when the credential stops being valid. Zero means it does not
+	// expire by itself (it can still be revoked).
+	Expiry time.Time
+	// Claims holds method-specific attributes, for example a token's claims.
+	Claims map[string]any
+	// KeyID is a public, non-secret identifier of the credential that was
+	// presented (an API key's fingerprint, a token's kid or jti). Audit events
+	// carry it.
+	KeyID string
+
+	// info is the go-sdk view of this principal, built once by authenticators
+	// that reuse a principal across requests. Nil means build per request.
+	info *auth.TokenInfo
+}
+
+// UserID is the identity go-sdk binds sessions to (TokenInfo.UserID): a
+// session opened by one user is refused to another. Credentials of the same
+// method, issuer and subject share it, so a rotated key or a refreshed token
+// keeps its session.
+func (p *Principal) UserID() string {
+	if p.Issuer == "" {
+		return string(p.Method) + ":" + p.Subject
+	}
+	// An issuer identifier has no fragment (RFC 8414 §2), so '#' cannot be
+	// part of it and the two halves cannot be confused.
+	return string(p.Method) + ":" + p.Issuer + "#" + p.Subject
+}
+
+// HasRole reports whether the principal holds the role directly. Role
+// inheritance is the guard's business, not the principal's.
+func (p *Principal) HasRole(role string) bool {
+	for _, r := range p.Roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}
+
+// HasScope reports whether the principal was granted the scope.
+func (p *Principal) HasScope(scope string) bool {
+	for _, s := range p.Scopes {
+		if s == scope {
+			return true
+		}
+	}
+	return false
+}
+
+// tokenInfoKey is the key of the principal in auth.TokenInfo.Extra.
+const tokenInfoKey = "mcpauth.principal"
+
+// tokenInfo returns the go-sdk view of p.
+func (p *Principal) tokenInfo() *auth.TokenInfo {
+	if p.info != nil {
+		return p.info
+	}
+	return newTokenInfo(p)
+}
+
+func newTokenInfo(p *Principal) *auth.TokenInfo {
+	return &auth.TokenInfo{
+		Scopes:     p.Scopes,
+		Expiration: p.Expiry,
+		UserID:     p.UserID(),
+		Extra:      map[string]any{tokenInfoKey: p},
+	}
+}
+
+// seal builds the go-sdk view once, for a principal that many requests share.
+// Call it before the principal is published to other goroutines.
+func (p *Principal) seal() *Principal {
+	p.info = newTokenInfo(p)
+	return p
+}
+
+// PrincipalFromRequest returns the principal of the MCP request, as the
+// middleware attached it to the HTTP request that carried it, or nil if the
+// request was not authenticated by mcpauth.
+//
+// This is the accessor for tool, prompt and resource handlers and for MCP
+// middleware. It reads req.Extra.TokenInfo, which go-sdk fills from the
+// current HTTP request, so a credential rotated or downgraded within a session
+// is seen at once.
+func PrincipalFromRequest(req mcp.Request) *Principal {
+	if req == nil {
+		return nil
+	}
+	extra := req.GetExtra()
+	if extra == nil || extra.TokenInfo == nil {
+		return nil
+	}
+	p, _ := extra.TokenInfo.Extra[tokenInfoKey].(*Principal)
+	return p
+}
+
+// PrincipalFromHTTPRequest returns the principal that [Require] attached to r,
+// or nil. It is for plain HTTP handlers behind the middleware; MCP handlers use
+// [PrincipalFromRequest].
+func PrincipalFromHTTPRequest(r *http.Request) *Principal {
+	if r == nil {
+		return nil
+	}
+	p, _ := r.Context().Value(principalKey{}).(*Principal)
+	return p
+}
+
+// principalKey is unexported so that no code outside this package can put a
+// principal on a request.
+type principalKey struct{}
+
+// An Authenticator checks one kind of credential.
+//
+// Authenticate returns the request's principal, or an error. It returns an
+// error wrapping [ErrNoCredentials] when the request carries no credential of
+// its kind, so that [Require] can try the next authenticator; any other result
+// decides the request. Errors should wrap one of the package's error classes
+// ([ErrInvalidCredentials], [ErrExpired], [ErrRevoked], [ErrUnavailable], …):
+// their fixed descriptions are what the client and the audit log see. The rest
+// of an error's text is never written to either.
+type Authenticator interface {
+	Authenticate(r *http.Request) (*Principal, error)
+}
+
+// AuthenticatorFunc adapts a function to the [Authenticator] interface.
+type AuthenticatorFunc func(r *http.Request) (*Principal, error)
+
+// Authenticate calls f(r).
+func (f AuthenticatorFunc) Authenticate(r *http.Request) (*Principal, error) { return f(r) }
+
+// An errorClass is a failure with a fixed reason and description, both safe
+// to send to a client and to write to a log. A class may refine a broader
+// one: errors.Is(ErrExpired, ErrInvalidCredentials) is true.
+type errorClass struct {
+	msg    string // Error text, for Go callers
+	reason string // short machine-readable reason, for audit events
+	desc   string // error_description on the wire
+	parent error
+}
+
+func (e *errorClass) Error() string { return e.msg }
+func (e *errorClass) Unwrap() error { return e.parent }
+
+// The error classes. Authenticators wrap them with %w; [Require] maps them to
+// HTTP responses:
+//
+//   - [ErrNoCredentials]: 401 with a bare Bearer challenge.
+//   - [ErrInvalidCredentials] and its refinements ([ErrExpired], [ErrRevoked],
+//     [ErrMalformed]): 401 with error="invalid_token".
+//   - [ErrForbidden]: 403.
+//   - [ErrRateLimited]: 429.
+//   - [ErrUnavailable]: 503; a credential source that is down never lets a
+//     request through.
+//
+// An error that wraps none of them is treated as [ErrInvalidCredentials].
+var (
+	ErrNoCredentials      error = &errorClass{msg: "mcpauth: no credentials", reason: "no_credentials", desc: "Authentication is required."}
+	ErrInvalidCredentials error = &errorClass{msg: "mcpauth: invalid credentials", reason: "invalid", desc: "The credentials are invalid."}
+	ErrExpired            error = &errorClass{msg: "mcpauth: credentials expired", reason: "expired", desc: "The credentials have expired.", parent: ErrInvalidCredentials}
+	ErrRevoked            error = &errorClass{msg: "mcpauth: credentials revoked", reason: "revoked", desc: "The credentials have been revoked.", parent: ErrInvalidCredentials}
+	ErrMalformed          error = &errorClass{msg: "mcpauth: malformed credentials", reason: "malformed", desc: "The credentials are malformed.", parent: ErrInvalidCredentials}
+	ErrForbidden          error = &errorClass{msg: "mcpauth: forbidden", reason: "forbidden", desc: "The caller is not allowed to do this."}
+	ErrRateLimited        error = &errorClass{msg: "mcpauth: rate limited", reason: "rate_limited", desc: "Too many requests."}
+	ErrUnavailable        error = &errorClass{msg: "mcpauth: credential source unavailable", reason: "unavailable", desc: "Authentication is temporarily unavailable."}
+)
+
+// classOf returns the most specific error class that err wraps.
+func classOf(err error) *errorClass {
+	var c *errorClass
+	if errors.As(err, &c) {
+		return c
+	}
+	return ErrInvalidCredentials.(*errorClass)
+}
+
+// ScopeError is an authorization failure for want of OAuth scopes. [Require]
+// answers it with 403 and error="insufficient_scope", naming the scopes, so
+// that a client can ask for them (step-up authorization).
+type ScopeError struct {
+	Required []string
+}
+
+func (e *ScopeError) Error() string { return "mcpauth: insufficient scope" }
+func (e *ScopeError) Unwrap() error { return ErrForbidden }

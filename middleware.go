@@ -1,0 +1,284 @@
+package mcpauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mcpauth/mcpauth/internal/header"
+	"github.com/modelcontextprotocol/go-sdk/auth"
+)
+
+// RequireOptions configures [Require]. The zero value is the strict setting.
+type RequireOptions struct {
+	// ResourceMetadataURL is the URL of this server's OAuth protected resource
+	// metadata (RFC 9728). When set, every 401 and 403 challenge carries it as
+	// resource_metadata, which is how MCP clients discover the authorization
+	// server. Empty (the default) leaves it out.
+	ResourceMetadataURL string
+
+	// Logger receives one audit event for every authentication decision:
+	// successes at Info, failures at Warn. The events carry the method, the
+	// subject or the failure's reason, the remote address and the credential's
+	// public KeyID; never a credential. Nil (the default) means slog.Default(),
+	// looked up at each event.
+	Logger *slog.Logger
+}
+
+// Require returns middleware that authenticates every request before it
+// reaches next.
+//
+// The authenticators are tried in order; the first that finds credentials of
+// its kind decides, so a request is never authenticated twice. When one
+// accepts, the request goes on with its [Principal] attached: plain HTTP
+// handlers read it with [PrincipalFromHTTPRequest], and go-sdk's Streamable
+// HTTP handler passes it to MCP handlers as req.Extra.TokenInfo (with UserID
+// set, so that go-sdk refuses a session to any other user), where
+// [PrincipalFromRequest] reads it.
+//
+// Otherwise the middleware responds with 401 and a WWW-Authenticate: Bearer
+// challenge (RFC 6750 §3), with error="invalid_token" when credentials were
+// presented; with 403 for [ErrForbidden], and error="insufficient_scope" for
+// a [ScopeError]; with 503 when a credential source is down ([ErrUnavailable]).
+// The response body is a small JSON object with an RFC 6749 error code and a
+// fixed description: never the authenticator's error text, never a credential.
+//
+// With no authenticators, every request is refused.
+func Require(opts *RequireOptions, authenticators ...Authenticator) func(http.Handler) http.Handler {
+	m := &middleware{}
+	if opts != nil {
+		m.opts = *opts
+	}
+	for _, a := range authenticators {
+		if a != nil {
+			m.authenticators = append(m.authenticators, a)
+		}
+	}
+	return func(next http.Handler) http.Handler {
+		bridge := auth.RequireBearerToken(bridgeVerifier, &auth.RequireBearerTokenOptions{
+			// The authenticators have already checked expiry, some of them with
+			// leeway for clock skew; go-sdk must not judge it a second time.
+			AllowMissingExpiration: true,
+			ClockSkew:              time.Duration(1<<63 - 1),
+		})(restoreHeader(next))
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			m.serve(w, r, bridge)
+		})
+	}
+}
+
+type middleware struct {
+	opts           RequireOptions
+	authenticators []Authenticator
+}
+
+// originalHeaderKey holds the request's own header while go-sdk sees a copy
+// with a placeholder Authorization header.
+type originalHeaderKey struct{}
+
+// bridgePlaceholder is the Authorization header go-sdk's RequireBearerToken is
+// shown for requests that authenticated some other way. It is never a
+// credential: bridgeVerifier ignores the token and reads the principal that
+// the middleware put on the context.
+const bridgePlaceholder = "Bearer mcpauth-authenticated"
+
+func (m *middleware) serve(w http.ResponseWriter, r *http.Request, bridge http.Handler) {
+	p, err := m.authenticate(r)
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
+	m.auditSuccess(r, p)
+
+	ctx := context.WithValue(r.Context(), principalKey{}, p)
+	// go-sdk's RequireBearerToken is the only way to put TokenInfo where
+	// go-sdk reads it, and it reads only "Authorization: Bearer <token>". A
+	// request that authenticated another way (X-API-Key, mTLS, a bearer
+	// header with unusual spacing) is shown to it with a placeholder header,
+	// and the original header is put back before next sees the request.
+	if _, _, _, canonical := header.Bearer(r.Header); !canonical {
+		ctx = context.WithValue(ctx, originalHeaderKey{}, r.Header)
+		r2 := r.WithContext(ctx)
+		r2.Header = make(http.Header, len(r.Header)+1)
+		for k, v := range r.Header {
+			r2.Header[k] = v
+		}
+		r2.Header["Authorization"] = []string{bridgePlaceholder}
+		bridge.ServeHTTP(w, r2)
+		return
+	}
+	bridge.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// authenticate runs the authenticators until one finds its credentials.
+func (m *middleware) authenticate(r *http.Request) (*Principal, error) {
+	for _, a := range m.authenticators {
+		p, err := a.Authenticate(r)
+		if err != nil {
+			if errors.Is(err, ErrNoCredentials) {
+				continue
+			}
+			return nil, err
+		}
+		if p == nil {
+			// An authenticator that returns neither is broken; refuse.
+			return nil, ErrInvalidCredentials
+		}
+		return p, nil
+	}
+	if len(m.authenticators) == 0 {
+		return nil, ErrUnavailable
+	}
+	// Credentials were presented that no authenticator recognised (for
+	// example a JWT where only API keys are configured): they are invalid
+	// here, not missing.
+	if len(r.Header["Authorization"]) > 0 || len(r.Header[apiKeyHeader]) > 0 {
+		return nil, ErrInvalidCredentials
+	}
+	return nil, ErrNoCredentials
+}
+
+func bridgeVerifier(ctx context.Context, _ string, _ *http.Request) (*auth.TokenInfo, error) {
+	p, _ := ctx.Value(principalKey{}).(*Principal)
+	if p == nil {
+		return nil, auth.ErrInvalidToken
+	}
+	return p.tokenInfo(), nil
+}
+
+func restoreHeader(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, ok := r.Context().Value(originalHeaderKey{}).(http.Header); ok {
+			// r is the copy RequireBearerToken made for us; nothing else
+			// holds it.
+			r.Header = h
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// fail writes the response for a refused request and its audit event.
+func (m *middleware) fail(w http.ResponseWriter, r *http.Request, err error) {
+	c := classOf(err)
+	status, code := http.StatusUnauthorized, "invalid_token"
+	var scopeErr *ScopeError
+	switch {
+	case errors.As(err, &scopeErr):
+		status, code = http.StatusForbidden, "insufficient_scope"
+	case errors.Is(err, ErrForbidden):
+		status, code = http.StatusForbidden, "access_denied"
+	case errors.Is(err, ErrUnavailable):
+		status, code = http.StatusServiceUnavailable, "temporarily_unavailable"
+	}
+	m.auditFailure(r, err, c)
+
+	if status == http.StatusUnauthorized || status == http.StatusForbidden {
+		var b strings.Builder
+		b.WriteString("Bearer")
+		sep := " "
+		param := func(k, v string) {
+			b.WriteString(sep)
+			b.WriteString(k)
+			b.WriteString("=")
+			b.WriteString(strconv.Quote(v))
+			sep = ", "
+		}
+		if m.opts.ResourceMetadataURL != "" {
+			param("resource_metadata", m.opts.ResourceMetadataURL)
+		}
+		// RFC 6750 §3.1: a request without credentials gets no error code.
+		if !errors.Is(err, ErrNoCredentials) {
+			param("error", code)
+			param("error_description", c.desc)
+		}
+		if scopeErr != nil && len(scopeErr.Required) > 0 {
+			param("scope", strings.Join(scopeErr.Required, " "))
+		}
+		w.Header().Set("WWW-Authenticate", b.String())
+	}
+	writeError(w, status, code, c.desc)
+}
+
+// writeError writes an RFC 6749 §5.2 style error body.
+func writeError(w http.ResponseWriter, status int, code, description string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description,omitempty"`
+	}{code, description})
+}
+
+func (m *middleware) logger() *slog.Logger {
+	if m.opts.Logger != nil {
+		return m.opts.Logger
+	}
+	return slog.Default()
+}
+
+func (m *middleware) auditSuccess(r *http.Request, p *Principal) {
+	l := m.logger()
+	ctx := r.Context()
+	if !l.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	l.LogAttrs(ctx, slog.LevelInfo, "mcpauth: authenticated",
+		slog.String("outcome", "success"),
+		slog.String("method", string(p.Method)),
+		slog.String("subject", p.Subject),
+		slog.String("key_id", p.KeyID),
+		slog.String("remote", r.RemoteAddr),
+	)
+}
+
+func (m *middleware) auditFailure(r *http.Request, err error, c *errorClass) {
+	l := m.logger()
+	ctx := r.Context()
+	if !l.Enabled(ctx, slog.LevelWarn) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("outcome", "failure"),
+		slog.String("reason", c.reason),
+	}
+	var f *credentialFailure
+	if errors.As(err, &f) {
+		attrs = append(attrs, slog.String("method", string(f.method)))
+		if f.keyID != "" {
+			attrs = append(attrs, slog.String("key_id", f.keyID))
+		}
+		if f.detail != "" {
+			attrs = append(attrs, slog.String("detail", f.detail))
+		}
+	}
+	attrs = append(attrs, slog.String("remote", r.RemoteAddr))
+	l.LogAttrs(ctx, slog.LevelWarn, "mcpauth: authentication failed", attrs...)
+}
+
+// credentialFailure is how this package's authenticators report a failure:
+// the class decides the response; method, keyID and detail go to the audit
+// event. All three are fixed or public strings, never a credential or a
+// library's error text.
+type credentialFailure struct {
+	method Method
+	keyID  string
+	detail string
+	class  error
+}
+
+func (f *credentialFailure) Error() string {
+	return "mcpauth: " + string(f.method) + ": " + f.class.Error()
+}
+
+func (f *credentialFailure) Unwrap() error { return f.class }
+
+func failure(method Method, class error, keyID, detail string) error {
+	return &credentialFailure{method: method, keyID: keyID, detail: detail, class: class}
+}
