@@ -24,8 +24,9 @@ const apiKeyHeader = "X-Api-Key"
 
 // APIKeyPrefix starts every key made by [GenerateAPIKey]. It lets secret
 // scanners recognise a leaked key, and lets [APIKeys] reject a key whose
-// checksum is wrong (a typo, a truncated paste) before looking it up.
-const APIKeyPrefix = "mcpauth_"
+// checksum is wrong (a typo, a truncated paste) before looking it up. A
+// generated key is 54 bytes, short enough for SHA-256 to hash in one block.
+const APIKeyPrefix = "mcpk_"
 
 const (
 	keyRandomLen   = 43 // base62 characters: 43 × log2(62) ≈ 256.03 bits
@@ -38,6 +39,14 @@ const (
 )
 
 const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+// isBase62 is a lookup table for the characters of base62.
+var isBase62 = func() (t [256]bool) {
+	for i := range len(base62) {
+		t[base62[i]] = true
+	}
+	return t
+}()
 
 // EnvAPIKeys is the environment variable [APIKeysFromEnv] reads.
 const EnvAPIKeys = "MCP_API_KEYS"
@@ -327,7 +336,7 @@ func checkKeyText(key string) error {
 	case len(key) < MinAPIKeyLen:
 		return fmt.Errorf("the key is shorter than %d characters", MinAPIKeyLen)
 	case strings.HasPrefix(key, APIKeyPrefix) && !validChecksum(key):
-		return errors.New("the key has the mcpauth_ prefix but a wrong checksum")
+		return errors.New("the key has the " + APIKeyPrefix + " prefix but a wrong checksum")
 	}
 	return nil
 }
@@ -349,7 +358,7 @@ func validChecksum(key string) bool {
 		return false
 	}
 	for i := len(APIKeyPrefix); i < len(key); i++ {
-		if strings.IndexByte(base62, key[i]) < 0 {
+		if !isBase62[key[i]] {
 			return false
 		}
 	}
