@@ -143,3 +143,66 @@ func BenchmarkAPIKeyRefused(b *testing.B) {
 		serve(b, tutorialAPIKeyAuth([]string{keys[0].Key}, next), request("X-API-Key", unknown), false)
 	})
 }
+
+// compare runs two handlers in alternating batches, so that load from other
+// processes falls on both alike, and reports each one's ns/op and their
+// ratio. The ratio is the figure the targets are stated in.
+func compare(b *testing.B, ours http.Handler, rOurs *http.Request, base http.Handler, rBase *http.Request) {
+	b.Helper()
+	const batch = 200
+	w := &discardWriter{h: http.Header{}}
+	var tOurs, tBase time.Duration
+	n := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		start := time.Now()
+		for range batch {
+			clear(w.h)
+			ours.ServeHTTP(w, rOurs)
+		}
+		mid := time.Now()
+		for range batch {
+			clear(w.h)
+			base.ServeHTTP(w, rBase)
+		}
+		tOurs += mid.Sub(start)
+		tBase += time.Since(mid)
+		n += batch
+	}
+	b.ReportMetric(float64(tOurs.Nanoseconds())/float64(n), "mcpauth-ns/op")
+	b.ReportMetric(float64(tBase.Nanoseconds())/float64(n), "baseline-ns/op")
+	b.ReportMetric(float64(tOurs)/float64(tBase), "ratio")
+}
+
+// BenchmarkAPIKeyRatio states the targets as ratios measured in one
+// interleaved run: 10,000 keys against 1 key, and the whole success path
+// against go-sdk's RequireBearerToken with a verifier that does nothing.
+func BenchmarkAPIKeyRatio(b *testing.B) {
+	keys1, key1 := benchKeys(b, 1)
+	keysN, keyN := benchKeys(b, 10000)
+	one, _ := mcpauth.NewAPIKeys(keys1...)
+	many, _ := mcpauth.NewAPIKeys(keysN...)
+	info := &auth.TokenInfo{UserID: "apikey:user", Expiration: time.Now().Add(time.Hour)}
+	noop := auth.RequireBearerToken(func(context.Context, string, *http.Request) (*auth.TokenInfo, error) { return info, nil }, nil)(next)
+
+	b.Run("10000-keys-vs-1-key", func(b *testing.B) {
+		compare(b, mcpauth.Require(quietLog, many)(next), request("Authorization", "Bearer "+keyN),
+			mcpauth.Require(quietLog, one)(next), request("Authorization", "Bearer "+key1))
+	})
+	b.Run("bearer-vs-go-sdk-noop", func(b *testing.B) {
+		compare(b, mcpauth.Require(quietLog, one)(next), request("Authorization", "Bearer "+key1),
+			noop, request("Authorization", "Bearer "+key1))
+	})
+	b.Run("x-api-key-vs-go-sdk-noop", func(b *testing.B) {
+		compare(b, mcpauth.Require(quietLog, one)(next), request("X-API-Key", key1),
+			noop, request("Authorization", "Bearer "+key1))
+	})
+	b.Run("10000-keys-vs-tutorial-loop", func(b *testing.B) {
+		plain := make([]string, len(keysN))
+		for i, k := range keysN {
+			plain[i] = k.Key
+		}
+		compare(b, mcpauth.Require(quietLog, many)(next), request("X-API-Key", keyN),
+			tutorialAPIKeyAuth(plain, next), request("X-API-Key", keyN))
+	})
+}

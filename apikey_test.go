@@ -408,3 +408,48 @@ func TestRequireResponses(t *testing.T) {
 		}
 	})
 }
+
+// FuzzAPIKeyAuthenticate sends arbitrary header values through the whole
+// API-key path: it must never panic, accept only a configured key, and never
+// put the presented value in an error.
+func FuzzAPIKeyAuthenticate(f *testing.F) {
+	key := "mcpk_0000000000000000000000000000000000000000000" // not generated: no checksum
+	good, err := GenerateAPIKey()
+	if err != nil {
+		f.Fatal(err)
+	}
+	keys, err := NewAPIKeys(APIKey{Key: good, Subject: "alice"}, APIKey{Key: "operator-key-0123456789"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{good, corrupt(good), key, "operator-key-0123456789", "", " ", "Bearer " + good, "a.b.c", strings.Repeat("k", 9000), "é"} {
+		f.Add(s, s)
+	}
+	f.Fuzz(func(t *testing.T, xAPIKey, authorization string) {
+		r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+		if xAPIKey != "" {
+			r.Header["X-Api-Key"] = []string{xAPIKey}
+		}
+		if authorization != "" {
+			r.Header["Authorization"] = []string{authorization}
+		}
+		p, err := keys.Authenticate(r)
+		if err == nil {
+			if p == nil {
+				t.Fatal("nil principal and nil error")
+			}
+			presented := strings.TrimSpace(xAPIKey)
+			if xAPIKey == "" {
+				presented = strings.TrimSpace(authorization)
+				presented = strings.TrimSpace(presented[min(len(presented), len("bearer")):])
+			}
+			if presented != good && presented != "operator-key-0123456789" {
+				t.Fatalf("accepted %q", presented)
+			}
+			return
+		}
+		if len(xAPIKey) > 3 && strings.Contains(err.Error(), xAPIKey) {
+			t.Fatalf("error %q holds the presented value", err)
+		}
+	})
+}
