@@ -277,10 +277,21 @@ func (v *JWTVerifier) Authenticate(r *http.Request) (*Principal, error) {
 	if err != nil {
 		return nil, err
 	}
-	if !ok || !header.LooksLikeJWT(token) {
+	if !ok || !(header.LooksLikeJWT(token) || unsecuredJWT(token)) {
 		return nil, ErrNoCredentials
 	}
 	return v.Verify(r.Context(), token)
+}
+
+// unsecuredJWT reports whether s has the shape of an unsecured JWT (RFC 7519
+// §6): two segments and an empty signature. Such a token is this
+// authenticator's to refuse, with the reason, rather than another's to
+// mistake for an API key.
+func unsecuredJWT(s string) bool {
+	if len(s) < 4 || s[len(s)-1] != '.' {
+		return false
+	}
+	return header.LooksLikeJWT(s + "A")
 }
 
 // bearer extracts a bearer token, measuring its size before anything else.
@@ -423,7 +434,9 @@ func (v *JWTVerifier) verify(token string, now time.Time, checkTime bool) (*veri
 	}
 	dot1 := strings.IndexByte(token, '.')
 	dot2 := strings.LastIndexByte(token, '.')
-	if dot1 <= 0 || dot2 == dot1 || dot2 == len(token)-1 || strings.IndexByte(token[dot1+1:dot2], '.') >= 0 {
+	// An empty signature is let through to here so that an unsecured token
+	// (alg "none") is refused as such, below.
+	if dot1 <= 0 || dot2 == dot1 || strings.IndexByte(token[dot1+1:dot2], '.') >= 0 {
 		return fail(ErrTokenMalformed, "not three segments")
 	}
 
@@ -476,6 +489,9 @@ func (v *JWTVerifier) verify(token string, now time.Time, checkTime bool) (*veri
 	sig, err := decodeSegment(token[dot2+1:], v.maxSize)
 	if err != nil {
 		return fail(ErrTokenMalformed, "bad signature encoding")
+	}
+	if len(sig) == 0 {
+		return fail(ErrTokenSignature, "no signature")
 	}
 	if class, detail := iss.verifySignature(method, hdr, token[:dot2], sig); class != nil {
 		return fail(class, detail)
