@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/mcpauth/mcpauth/internal/header"
@@ -336,7 +337,8 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (*Principal, err
 	now := v.now()
 	var sum [32]byte
 	if v.cache != nil {
-		sum = sha256.Sum256([]byte(token))
+		// The token is only read; hashing it in place spares a copy.
+		sum = sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
 		if e := v.cache.get(&sum, now); e != nil {
 			if err := v.checkRevoked(ctx, e.revocationID, e.principal); err != nil {
 				return nil, err
@@ -349,7 +351,12 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (*Principal, err
 		return nil, err
 	}
 	p := vt.principal
-	revID := vt.revocationID(token)
+	var revID string
+	if v.cache != nil {
+		revID = vt.revocationID(token, &sum)
+	} else {
+		revID = vt.revocationID(token, nil)
+	}
 	if err := v.checkRevoked(ctx, revID, p); err != nil {
 		return nil, err
 	}
@@ -378,7 +385,7 @@ func (v *JWTVerifier) Revoke(ctx context.Context, token string) error {
 		}
 		return err
 	}
-	if err := v.revocations.Revoke(ctx, vt.revocationID(token), vt.principal.Expiry); err != nil {
+	if err := v.revocations.Revoke(ctx, vt.revocationID(token, nil), vt.principal.Expiry); err != nil {
 		return fmt.Errorf("mcpauth: revoking a token: %w", err)
 	}
 	if v.cache != nil {
@@ -408,11 +415,15 @@ type verifiedToken struct {
 
 // revocationID names a token in a RevocationStore: its issuer and jti when
 // it has one (RFC 7519 §4.1.7 makes the pair unique), else its SHA-256.
-func (vt *verifiedToken) revocationID(token string) string {
+// sum is the token's SHA-256 if the caller has it, else nil.
+func (vt *verifiedToken) revocationID(token string, sum *[32]byte) string {
 	if vt.jti != "" {
 		return "jti:" + vt.principal.Issuer + "#" + vt.jti
 	}
-	sum := sha256.Sum256([]byte(token))
+	if sum == nil {
+		s := sha256.Sum256([]byte(token))
+		sum = &s
+	}
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
