@@ -351,12 +351,7 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (*Principal, err
 		return nil, err
 	}
 	p := vt.principal
-	var revID string
-	if v.cache != nil {
-		revID = vt.revocationID(token, &sum)
-	} else {
-		revID = vt.revocationID(token, nil)
-	}
+	revID := vt.revocationID(token)
 	if err := v.checkRevoked(ctx, revID, p); err != nil {
 		return nil, err
 	}
@@ -378,14 +373,21 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (*Principal, err
 // verifier accepts (a forged token revokes nothing); an expired token needs
 // no revocation, and Revoke returns nil for it.
 func (v *JWTVerifier) Revoke(ctx context.Context, token string) error {
-	vt, err := v.verify(token, v.now(), false)
+	now := v.now()
+	vt, err := v.verify(token, now, false)
 	if err != nil {
-		if errors.Is(err, ErrExpired) {
-			return nil
-		}
 		return err
 	}
-	if err := v.revocations.Revoke(ctx, vt.revocationID(token, nil), vt.principal.Expiry); err != nil {
+	// The record is needed until the token expires, leeway included; a
+	// token without exp needs it for good (a zero expiry).
+	var until time.Time
+	if exp := vt.principal.Expiry; !exp.IsZero() {
+		until = exp.Add(v.leeway)
+		if !now.Before(until) {
+			return nil
+		}
+	}
+	if err := v.revocations.Revoke(ctx, vt.revocationID(token), until); err != nil {
 		return fmt.Errorf("mcpauth: revoking a token: %w", err)
 	}
 	if v.cache != nil {
@@ -414,16 +416,16 @@ type verifiedToken struct {
 }
 
 // revocationID names a token in a RevocationStore: its issuer and jti when
-// it has one (RFC 7519 §4.1.7 makes the pair unique), else its SHA-256.
-// sum is the token's SHA-256 if the caller has it, else nil.
-func (vt *verifiedToken) revocationID(token string, sum *[32]byte) string {
+// it has one (RFC 7519 §4.1.7 makes the pair unique), else the SHA-256 of its
+// signing input. The signature is left out because an ECDSA signature can be
+// altered into another valid one (s to n-s): a revoked token must not come
+// back under a new name.
+func (vt *verifiedToken) revocationID(token string) string {
 	if vt.jti != "" {
 		return "jti:" + vt.principal.Issuer + "#" + vt.jti
 	}
-	if sum == nil {
-		s := sha256.Sum256([]byte(token))
-		sum = &s
-	}
+	signed := token[:strings.LastIndexByte(token, '.')]
+	sum := sha256.Sum256([]byte(signed))
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 

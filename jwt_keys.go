@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -269,7 +270,8 @@ func slicesTrimSpace(b []byte) []byte {
 // kid costs one map lookup.
 type jwksSource struct {
 	url     string
-	keyfunc keyfunc.Keyfunc // reads with a rate-limited refetch on an unknown kid
+	keyfunc keyfunc.Keyfunc // reads, and refetches the set on an unknown kid
+	refetch *rate.Limiter   // how often an unknown kid may cause a refetch
 	index   atomic.Pointer[jwksIndex]
 	failed  atomic.Bool // the last fetch failed
 	logger  *slog.Logger
@@ -289,10 +291,12 @@ type jwksKey struct {
 func newJWKSSource(ctx context.Context, issuer, u string, opts *JWTVerifierOptions, logger *slog.Logger) (*jwksSource, error) {
 	s := &jwksSource{url: u, logger: logger, issuer: issuer}
 	s.index.Store(&jwksIndex{})
-	client := opts.HTTPClient
-	if client == nil {
-		client = &http.Client{Timeout: defaultJWKSTimeout}
+	client := &http.Client{Timeout: defaultJWKSTimeout}
+	if opts.HTTPClient != nil {
+		c := *opts.HTTPClient
+		client = &c
 	}
+	client.Transport = limitBody{client.Transport}
 	refresh := opts.JWKSRefreshInterval
 	if refresh == 0 {
 		refresh = defaultJWKSRefresh
@@ -315,14 +319,14 @@ func newJWKSSource(ctx context.Context, issuer, u string, opts *JWTVerifierOptio
 	if err != nil {
 		return nil, errors.New("JWKSURL cannot be used")
 	}
-	// RateLimitWaitMax bounds both the wait for the limiter and the fetch.
-	// rate.Limiter.Wait fails at once when the wait would outlast it, so a
-	// token with an unknown kid never queues behind the limiter: within an
-	// interval, only the first one causes a fetch.
+	// jwkset's own limiter makes a reader wait for its turn; s.refetch
+	// instead refuses at once, so that a flood of made-up kids neither
+	// reaches the provider nor queues requests. What passes it may fetch.
+	s.refetch = rate.NewLimiter(rate.Every(refetch), 1)
 	httpClient, err := jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
 		HTTPURLs:          map[string]jwkset.Storage{u: store},
-		RateLimitWaitMax:  defaultJWKSTimeout,
-		RefreshUnknownKID: rate.NewLimiter(rate.Every(refetch), 1),
+		RateLimitWaitMax:  defaultJWKSTimeout, // bounds the fetch
+		RefreshUnknownKID: rate.NewLimiter(rate.Inf, 1),
 	})
 	if err != nil {
 		return nil, errors.New("JWKSURL cannot be used")
@@ -410,10 +414,12 @@ func (s *jwksSource) verify(method jwt.SigningMethod, hdr jwtHeader, signed stri
 	if !ok {
 		// An unknown kid: maybe the issuer rotated its keys. keyfunc refetches
 		// the set, at most once per JWKSRefetchInterval.
-		// Its error says nothing the index does not: whether the kid is known
-		// now.
-		_, _ = s.keyfunc.Keyfunc(&jwt.Token{Header: map[string]any{"kid": hdr.kid, "alg": alg}})
-		k, ok = s.index.Load().byKID[hdr.kid]
+		if s.refetch.Allow() {
+			// Its error says nothing the index does not: whether the kid is
+			// known now.
+			_, _ = s.keyfunc.Keyfunc(&jwt.Token{Header: map[string]any{"kid": hdr.kid, "alg": alg}})
+			k, ok = s.index.Load().byKID[hdr.kid]
+		}
 		if !ok {
 			if s.failed.Load() {
 				return errTokenUnavailable, "JWKS unavailable"
@@ -428,4 +434,27 @@ func (s *jwksSource) verify(method jwt.SigningMethod, hdr jwtHeader, signed stri
 		return ErrTokenSignature, ""
 	}
 	return nil, ""
+}
+
+// maxJWKSSize bounds a JWKS response. Real sets hold a few keys, a few KiB.
+const maxJWKSSize = 1 << 20
+
+// limitBody cuts JWKS responses at maxJWKSSize, since jwkset decodes the
+// body as it comes.
+type limitBody struct{ next http.RoundTripper }
+
+func (l limitBody) RoundTrip(r *http.Request) (*http.Response, error) {
+	next := l.next
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	resp, err := next.RoundTrip(r)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.LimitReader(resp.Body, maxJWKSSize), resp.Body}
+	return resp, nil
 }

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -463,6 +464,7 @@ func TestJWTCacheAndRevocation(t *testing.T) {
 		o.Clock = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
 		o.CacheTTL = time.Minute
 		o.CacheSize = 32
+		o.Issuers = append(o.Issuers, TrustedIssuer{Issuer: "https://ec.example.com", Audiences: []string{testAudience}, PublicKeys: []any{&k.ec.PublicKey}})
 	})
 	setClock := func(t time.Time) { mu.Lock(); clock = t; mu.Unlock() }
 	ctx := context.Background()
@@ -525,6 +527,26 @@ func TestJWTCacheAndRevocation(t *testing.T) {
 	}
 	if _, err := v.Verify(ctx, token4); !errors.Is(err, ErrRevoked) {
 		t.Fatalf("revoked token without jti: %v", err)
+	}
+
+	// An ECDSA signature (r, s) has a twin (r, n-s) that verifies too; a
+	// revoked token without jti must not come back as its twin.
+	token5 := signToken(t, `{"alg":"ES256"}`, mustJSON(t, goodClaims("https://ec.example.com", now, map[string]any{"jti": nil})), "ES256", k.ec)
+	i := strings.LastIndexByte(token5, '.')
+	sig, _ := base64.RawURLEncoding.DecodeString(token5[i+1:])
+	sTwin := new(big.Int).Sub(k.ec.Curve.Params().N, new(big.Int).SetBytes(sig[32:]))
+	twinSig := append(sig[:32:32], sTwin.FillBytes(make([]byte, 32))...)
+	twin := token5[:i+1] + base64.RawURLEncoding.EncodeToString(twinSig)
+	if _, err := v.Verify(ctx, twin); err != nil {
+		t.Fatalf("the twin signature does not verify, so this test shows nothing: %v", err)
+	}
+	if err := v.Revoke(ctx, token5); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range []string{token5, twin} {
+		if _, err := v.Verify(ctx, tok); !errors.Is(err, ErrRevoked) {
+			t.Fatalf("revoked ECDSA token or its twin: %v", err)
+		}
 	}
 
 	// The cache stays within its bound.
