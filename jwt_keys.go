@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"slices"
 	"sync/atomic"
+	"time"
 
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
@@ -24,6 +25,10 @@ import (
 )
 
 const minRSABits = 2048
+
+// jwksRetryInterval is the shortest time between two fetches of a JWKS
+// caused by tokens while the last fetch failed.
+const jwksRetryInterval = 10 * time.Second
 
 // trustedIssuer is a TrustedIssuer made ready for use.
 type trustedIssuer struct {
@@ -272,6 +277,7 @@ type jwksSource struct {
 	url     string
 	keyfunc keyfunc.Keyfunc // reads, and refetches the set on an unknown kid
 	refetch *rate.Limiter   // how often an unknown kid may cause a refetch
+	retry   *rate.Limiter   // the same, while the last fetch failed
 	index   atomic.Pointer[jwksIndex]
 	failed  atomic.Bool // the last fetch failed
 	logger  *slog.Logger
@@ -323,6 +329,7 @@ func newJWKSSource(ctx context.Context, issuer, u string, opts *JWTVerifierOptio
 	// instead refuses at once, so that a flood of made-up kids neither
 	// reaches the provider nor queues requests. What passes it may fetch.
 	s.refetch = rate.NewLimiter(rate.Every(refetch), 1)
+	s.retry = rate.NewLimiter(rate.Every(min(refetch, jwksRetryInterval)), 1)
 	httpClient, err := jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
 		HTTPURLs:          map[string]jwkset.Storage{u: store},
 		RateLimitWaitMax:  defaultJWKSTimeout, // bounds the fetch
@@ -390,31 +397,37 @@ func publicOf(key any) any {
 
 func (s *jwksSource) verify(method jwt.SigningMethod, hdr jwtHeader, signed string, sig []byte) (error, string) {
 	alg := method.Alg()
-	idx := s.index.Load()
 	if hdr.kid == "" {
 		// Without a kid, try the set's keys of the right type.
-		tried := false
-		for _, k := range idx.all {
-			if (k.alg == "" || k.alg == alg) && keyFits(alg, k.key) {
-				tried = true
-				if method.Verify(signed, sig, k.key) == nil {
-					return nil, ""
+		for attempt := 0; ; attempt++ {
+			tried := false
+			for _, k := range s.index.Load().all {
+				if (k.alg == "" || k.alg == alg) && keyFits(alg, k.key) {
+					tried = true
+					if method.Verify(signed, sig, k.key) == nil {
+						return nil, ""
+					}
 				}
 			}
+			switch {
+			case tried:
+				return ErrTokenSignature, ""
+			case attempt == 0 && s.failed.Load() && s.refetchAllowed():
+				// No set yet: fetch it, through keyfunc's refetch on a kid
+				// that no key has.
+				_, _ = s.keyfunc.Keyfunc(&jwt.Token{Header: map[string]any{"kid": "", "alg": alg}})
+				continue
+			case s.failed.Load():
+				return errTokenUnavailable, "JWKS unavailable"
+			}
+			return ErrTokenUnknownKey, "no key for algorithm"
 		}
-		switch {
-		case tried:
-			return ErrTokenSignature, ""
-		case s.failed.Load() && len(idx.all) == 0:
-			return errTokenUnavailable, "JWKS unavailable"
-		}
-		return ErrTokenUnknownKey, "no key for algorithm"
 	}
-	k, ok := idx.byKID[hdr.kid]
+	k, ok := s.index.Load().byKID[hdr.kid]
 	if !ok {
 		// An unknown kid: maybe the issuer rotated its keys. keyfunc refetches
-		// the set, at most once per JWKSRefetchInterval.
-		if s.refetch.Allow() {
+		// the set, as often as refetchAllowed says.
+		if s.refetchAllowed() {
 			// Its error says nothing the index does not: whether the kid is
 			// known now.
 			_, _ = s.keyfunc.Keyfunc(&jwt.Token{Header: map[string]any{"kid": hdr.kid, "alg": alg}})
@@ -434,6 +447,17 @@ func (s *jwksSource) verify(method jwt.SigningMethod, hdr jwtHeader, signed stri
 		return ErrTokenSignature, ""
 	}
 	return nil, ""
+}
+
+// refetchAllowed says whether a token may cause a fetch of the set now: once
+// per JWKSRefetchInterval, or, while the last fetch failed, once per
+// jwksRetryInterval (if shorter), so that service resumes soon after the
+// provider does, while a flood still causes few fetches.
+func (s *jwksSource) refetchAllowed() bool {
+	if s.failed.Load() {
+		return s.retry.Allow()
+	}
+	return s.refetch.Allow()
 }
 
 // maxJWKSSize bounds a JWKS response. Real sets hold a few keys, a few KiB.

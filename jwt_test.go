@@ -658,8 +658,10 @@ func TestJWKSDown(t *testing.T) {
 	srv := newJWKSServer(t, map[string]any{"ec-1": &k.ec.PublicKey})
 	srv.setDown(true)
 	var log bytes.Buffer
+	start := time.Now()
 	v := testVerifier(t, now, srv.URL, func(o *JWTVerifierOptions) {
 		o.Logger = slog.New(slog.NewTextHandler(&log, nil))
+		o.JWKSRefetchInterval = 100 * time.Millisecond
 	})
 	if !strings.Contains(log.String(), "JWKS fetch failed") {
 		t.Errorf("the failed fetch was not logged: %q", log.String())
@@ -675,12 +677,24 @@ func TestJWKSDown(t *testing.T) {
 			t.Errorf("status = %d, want 503", w.Code)
 		}
 	}
-	// Once the JWKS is back, the next unknown kid fetches it (the first
-	// request above used up the refetch; a new verifier shows recovery).
+	// Once the JWKS is back, service resumes without a restart, after the
+	// retry interval (here the refetch interval, which is shorter).
 	srv.setDown(false)
-	v2 := testVerifier(t, now, srv.URL, nil)
-	if _, err := v2.Verify(context.Background(), token); err != nil {
-		t.Fatalf("after recovery: %v", err)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := v.Verify(context.Background(), token)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("after recovery: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// While it was down, the requests above caused few fetches: the start,
+	// then at most one per retry interval.
+	if n := srv.fetches.Load(); n > 2+int32(time.Since(start)/(100*time.Millisecond)) {
+		t.Errorf("%d fetches", n)
 	}
 }
 
