@@ -506,7 +506,7 @@ func (v *JWTVerifier) verify(token string, now time.Time, checkTime bool) (*veri
 	if len(sig) == 0 {
 		return fail(ErrTokenSignature, "no signature")
 	}
-	if class, detail := iss.verifySignature(method, hdr, token[:dot2], sig); class != nil {
+	if detail, class := iss.verifySignature(method, hdr, token[:dot2], sig); class != nil {
 		return fail(class, detail)
 	}
 

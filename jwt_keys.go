@@ -149,7 +149,7 @@ func (iss *trustedIssuer) algorithm(alg string) jwt.SigningMethod {
 
 // verifySignature checks sig over signed with the issuer's keys. It returns
 // the failure's class and a fixed detail, or a nil class.
-func (iss *trustedIssuer) verifySignature(method jwt.SigningMethod, hdr jwtHeader, signed string, sig []byte) (error, string) {
+func (iss *trustedIssuer) verifySignature(method jwt.SigningMethod, hdr jwtHeader, signed string, sig []byte) (detail string, class error) {
 	alg := method.Alg()
 	if iss.jwks != nil {
 		return iss.jwks.verify(method, hdr, signed, sig)
@@ -163,13 +163,13 @@ func (iss *trustedIssuer) verifySignature(method jwt.SigningMethod, hdr jwtHeade
 		}
 		tried = true
 		if method.Verify(signed, sig, k) == nil {
-			return nil, ""
+			return "", nil
 		}
 	}
 	if !tried {
-		return ErrTokenAlgorithm, "no key for algorithm"
+		return "no key for algorithm", ErrTokenAlgorithm
 	}
-	return ErrTokenSignature, ""
+	return "", ErrTokenSignature
 }
 
 // keyFits reports whether key may verify alg: the tie between an algorithm
@@ -395,7 +395,7 @@ func publicOf(key any) any {
 	return key
 }
 
-func (s *jwksSource) verify(method jwt.SigningMethod, hdr jwtHeader, signed string, sig []byte) (error, string) {
+func (s *jwksSource) verify(method jwt.SigningMethod, hdr jwtHeader, signed string, sig []byte) (detail string, class error) {
 	alg := method.Alg()
 	if hdr.kid == "" {
 		// Without a kid, try the set's keys of the right type.
@@ -405,22 +405,22 @@ func (s *jwksSource) verify(method jwt.SigningMethod, hdr jwtHeader, signed stri
 				if (k.alg == "" || k.alg == alg) && keyFits(alg, k.key) {
 					tried = true
 					if method.Verify(signed, sig, k.key) == nil {
-						return nil, ""
+						return "", nil
 					}
 				}
 			}
 			switch {
 			case tried:
-				return ErrTokenSignature, ""
+				return "", ErrTokenSignature
 			case attempt == 0 && s.failed.Load() && s.refetchAllowed():
 				// No set yet: fetch it, through keyfunc's refetch on a kid
 				// that no key has.
 				_, _ = s.keyfunc.Keyfunc(&jwt.Token{Header: map[string]any{"kid": "", "alg": alg}})
 				continue
 			case s.failed.Load():
-				return errTokenUnavailable, "JWKS unavailable"
+				return "JWKS unavailable", errTokenUnavailable
 			}
-			return ErrTokenUnknownKey, "no key for algorithm"
+			return "no key for algorithm", ErrTokenUnknownKey
 		}
 	}
 	k, ok := s.index.Load().byKID[hdr.kid]
@@ -435,18 +435,18 @@ func (s *jwksSource) verify(method jwt.SigningMethod, hdr jwtHeader, signed stri
 		}
 		if !ok {
 			if s.failed.Load() {
-				return errTokenUnavailable, "JWKS unavailable"
+				return "JWKS unavailable", errTokenUnavailable
 			}
-			return ErrTokenUnknownKey, "unknown kid"
+			return "unknown kid", ErrTokenUnknownKey
 		}
 	}
 	if (k.alg != "" && k.alg != alg) || !keyFits(alg, k.key) {
-		return ErrTokenAlgorithm, "algorithm does not fit the key"
+		return "algorithm does not fit the key", ErrTokenAlgorithm
 	}
 	if method.Verify(signed, sig, k.key) != nil {
-		return ErrTokenSignature, ""
+		return "", ErrTokenSignature
 	}
-	return nil, ""
+	return "", nil
 }
 
 // refetchAllowed says whether a token may cause a fetch of the set now: once
