@@ -284,15 +284,21 @@ func (v *JWTVerifier) Authenticate(r *http.Request) (*Principal, error) {
 	return v.Verify(r.Context(), token)
 }
 
-// unsecuredJWT reports whether s has the shape of an unsecured JWT (RFC 7519
-// §6): two segments and an empty signature. Such a token is this
-// authenticator's to refuse, with the reason, rather than another's to
-// mistake for an API key.
+// unsecuredJWT reports whether s is an unsecured JWT (RFC 7519 §6): two
+// segments and an empty signature, the first a JOSE header. Such a token is
+// this authenticator's to refuse, with the reason (alg "none"), rather than
+// another's to mistake for an API key; requiring a decodable header keeps an
+// API key that happens to end in a dot out of it.
 func unsecuredJWT(s string) bool {
-	if len(s) < 4 || s[len(s)-1] != '.' {
+	if len(s) < 4 || s[len(s)-1] != '.' || !header.LooksLikeJWT(s+"A") {
 		return false
 	}
-	return header.LooksLikeJWT(s + "A")
+	raw, err := decodeSegment(s[:strings.IndexByte(s, '.')], maxDecodedJSONHeader)
+	if err != nil {
+		return false
+	}
+	_, err = parseHeader(raw)
+	return err == nil
 }
 
 // bearer extracts a bearer token, measuring its size before anything else.

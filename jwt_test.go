@@ -455,6 +455,57 @@ func TestJWTRoutingWithAPIKeys(t *testing.T) {
 	}
 }
 
+func TestJWTUnsecuredShapeAndAPIKeys(t *testing.T) {
+	// A configured API key may end in a dot; the JWT verifier must leave it
+	// alone even when it comes first.
+	key := "abcdefghijk.lmnopqrstu."
+	keys, err := NewAPIKeys(APIKey{Key: key, Subject: "dot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := testVerifier(t, time.Now(), "http://127.0.0.1:1/jwks", nil)
+	h := Require(&RequireOptions{Logger: slog.New(slog.DiscardHandler)}, v, keys)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, PrincipalFromHTTPRequest(r).Subject)
+	}))
+	r := httptest.NewRequest("POST", "/mcp", nil)
+	r.Header.Set("Authorization", "Bearer "+key)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != 200 || w.Body.String() != "dot" {
+		t.Errorf("API key ending in a dot: %d %q", w.Code, w.Body.String())
+	}
+}
+
+func TestJWTMaxTokenSize(t *testing.T) {
+	k := testKeys()
+	now := time.Now()
+	big := signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, map[string]any{"pad": strings.Repeat("x", 9<<10)})), "HS256", k.secret)
+	small := signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, map[string]any{"pad": strings.Repeat("x", 1<<10)})), "HS256", k.secret)
+	for _, tc := range []struct {
+		max   int
+		token string
+		want  int
+	}{
+		{0, small, 200},
+		{0, big, 401},
+		{16 << 10, big, 200},
+		{1 << 10, small, 401},
+	} {
+		v := testVerifier(t, now, "http://127.0.0.1:1/jwks", func(o *JWTVerifierOptions) { o.MaxTokenSize = tc.max })
+		h := Require(&RequireOptions{Logger: slog.New(slog.DiscardHandler)}, v)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		r := httptest.NewRequest("POST", "/mcp", nil)
+		r.Header.Set("Authorization", "Bearer "+tc.token)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != tc.want {
+			t.Errorf("MaxTokenSize %d, token of %d bytes: %d, want %d", tc.max, len(tc.token), w.Code, tc.want)
+		}
+		if tc.want == 401 && !strings.Contains(w.Header().Get("WWW-Authenticate"), classOf(ErrTokenTooLarge).desc) {
+			t.Errorf("MaxTokenSize %d: %q", tc.max, w.Header().Get("WWW-Authenticate"))
+		}
+	}
+}
+
 func TestJWTCacheAndRevocation(t *testing.T) {
 	k := testKeys()
 	now := time.Now().Truncate(time.Second)
