@@ -13,6 +13,7 @@ import (
 	"math"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -195,6 +196,36 @@ type JWTVerifier struct {
 	now         func() time.Time
 	logger      *slog.Logger
 	cancel      context.CancelFunc
+	headers     headerMemo
+}
+
+// headerMemo remembers parsed JOSE headers by their encoded form. An
+// issuer's tokens share one header (alg, typ, kid), so a first-seen token
+// usually skips decoding it. Only headers that parsed are kept, in bounded
+// memory: a full memo is emptied, so a flood of made-up headers costs
+// nothing but the memo's benefit.
+type headerMemo struct {
+	mu sync.RWMutex
+	m  map[string]jwtHeader
+}
+
+const headerMemoSize = 64
+
+func (h *headerMemo) get(encoded string) (jwtHeader, bool) {
+	h.mu.RLock()
+	hdr, ok := h.m[encoded]
+	h.mu.RUnlock()
+	return hdr, ok
+}
+
+func (h *headerMemo) put(encoded string, hdr jwtHeader) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil || len(h.m) >= headerMemoSize {
+		h.m = make(map[string]jwtHeader, headerMemoSize)
+	}
+	// A copy, so that the memo does not keep the whole token alive.
+	h.m[strings.Clone(encoded)] = hdr
 }
 
 // NewJWTVerifier returns a verifier for the configured issuers. It returns an
@@ -460,13 +491,16 @@ func (v *JWTVerifier) verify(token string, now time.Time, checkTime bool) (*veri
 	}
 
 	// The header.
-	rawHeader, err := decodeSegment(token[:dot1], maxDecodedJSONHeader)
-	if err != nil {
-		return fail(ErrTokenMalformed, "bad header encoding")
-	}
-	hdr, err := parseHeader(rawHeader)
-	if err != nil {
-		return fail(ErrTokenMalformed, err.Error())
+	hdr, ok := v.headers.get(token[:dot1])
+	if !ok {
+		rawHeader, err := decodeSegment(token[:dot1], maxDecodedJSONHeader)
+		if err != nil {
+			return fail(ErrTokenMalformed, "bad header encoding")
+		}
+		if hdr, err = parseHeader(rawHeader); err != nil {
+			return fail(ErrTokenMalformed, err.Error())
+		}
+		v.headers.put(token[:dot1], hdr)
 	}
 	if hdr.alg == "none" || hdr.alg == "" {
 		return fail(ErrTokenAlgorithm, "alg none")

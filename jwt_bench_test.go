@@ -222,7 +222,31 @@ func BenchmarkJWTRatio(b *testing.B) {
 		b.Run("first-seen/"+c.alg, func(b *testing.B) {
 			interleave(b, 10, verify(uncached, token), baseline)
 		})
-		if c.alg != "RS256" && c.alg != "ES256" && c.alg != "EdDSA" {
+		if c.alg != "HS256" && c.alg != "RS256" && c.alg != "ES256" && c.alg != "EdDSA" {
+			continue
+		}
+		// First-seen with the cache on: 256 distinct tokens in turn through a
+		// 16-entry cache, so that every one misses and is then inserted.
+		pool := make([]string, 256)
+		for i := range pool {
+			pool[i] = benchToken(b, c, now.Add(-time.Duration(i)*time.Second))
+		}
+		smallCache, err := NewJWTVerifier(JWTVerifierOptions{CacheSize: 16, Issuers: cached.issuerConfigs(c.iss)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { smallCache.Close() })
+		b.Run("first-seen-cache-on/"+c.alg, func(b *testing.B) {
+			i, j := 0, 0
+			interleave(b, 10, func() {
+				i = (i + 1) % len(pool)
+				verify(smallCache, pool[i])()
+			}, func() {
+				j = (j + 1) % len(pool)
+				golangJWTParse(b, c, pool[j])
+			})
+		})
+		if c.alg == "HS256" {
 			continue
 		}
 		if _, err := cached.Verify(ctx, token); err != nil {
@@ -245,4 +269,21 @@ func BenchmarkJWTRatio(b *testing.B) {
 			interleave(b, 10, verify(jwks, token), verify(local, token))
 		})
 	}
+}
+
+// issuerConfigs returns the configuration of the benchmark issuer iss.
+func (v *JWTVerifier) issuerConfigs(iss string) []TrustedIssuer {
+	for _, c := range benchSetup() {
+		if c.iss != iss {
+			continue
+		}
+		ti := TrustedIssuer{Issuer: c.iss, Audiences: []string{testAudience}}
+		if s, ok := c.verify.([]byte); ok {
+			ti.Secret = s
+		} else {
+			ti.PublicKeys = []any{c.verify}
+		}
+		return []TrustedIssuer{ti}
+	}
+	return nil
 }

@@ -617,6 +617,16 @@ func TestJWTCacheAndRevocation(t *testing.T) {
 	if n > 32 {
 		t.Errorf("the cache holds %d entries, want at most 32", n)
 	}
+	// So does the header memo, whatever headers come.
+	for i := range 200 {
+		tok := signToken(t, fmt.Sprintf(`{"alg":"HS256","kid":"k%d"}`, i), mustJSON(t, goodClaims(issHMAC, now, nil)), "HS256", k.secret)
+		if _, err := v.Verify(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(v.headers.m); n > headerMemoSize {
+		t.Errorf("the header memo holds %d headers", n)
+	}
 }
 
 // failingRevocations is a revocation store that is down.
