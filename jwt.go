@@ -3,6 +3,7 @@ package mcpauth
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -154,7 +155,7 @@ type TrustedIssuer struct {
 	PublicKeyPEM []byte
 	// PublicKeys are keys in hand: *rsa.PublicKey, *ecdsa.PublicKey or
 	// ed25519.PublicKey (for example [JWTIssuer.PublicKey]).
-	PublicKeys []any
+	PublicKeys []crypto.PublicKey
 	// JWKSURL is the issuer's JSON Web Key Set (its jwks_uri), fetched at
 	// start-up and then in the background; a token with an unknown kid
 	// triggers a fetch, at most once per JWKSRefetchInterval. When the set

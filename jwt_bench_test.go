@@ -2,6 +2,7 @@ package mcpauth
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -58,7 +59,7 @@ func benchVerifier(b *testing.B, cacheTTL time.Duration) *JWTVerifier {
 		if s, ok := c.verify.([]byte); ok {
 			ti.Secret = s
 		} else {
-			ti.PublicKeys = []any{c.verify}
+			ti.PublicKeys = []crypto.PublicKey{c.verify}
 		}
 		opts.Issuers = append(opts.Issuers, ti)
 	}
@@ -156,7 +157,7 @@ func BenchmarkJWTJWKS(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { jwks.Close() })
-		local, err := NewJWTVerifier(JWTVerifierOptions{CacheTTL: -1, Issuers: []TrustedIssuer{{Issuer: c.iss, Audiences: []string{testAudience}, PublicKeys: []any{c.verify}}}})
+		local, err := NewJWTVerifier(JWTVerifierOptions{CacheTTL: -1, Issuers: []TrustedIssuer{{Issuer: c.iss, Audiences: []string{testAudience}, PublicKeys: []crypto.PublicKey{c.verify}}}})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -261,7 +262,7 @@ func BenchmarkJWTRatio(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Cleanup(func() { jwks.Close() })
-		local, err := NewJWTVerifier(JWTVerifierOptions{CacheTTL: -1, Issuers: []TrustedIssuer{{Issuer: c.iss, Audiences: []string{testAudience}, PublicKeys: []any{c.verify}}}})
+		local, err := NewJWTVerifier(JWTVerifierOptions{CacheTTL: -1, Issuers: []TrustedIssuer{{Issuer: c.iss, Audiences: []string{testAudience}, PublicKeys: []crypto.PublicKey{c.verify}}}})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -281,7 +282,7 @@ func (v *JWTVerifier) issuerConfigs(iss string) []TrustedIssuer {
 		if s, ok := c.verify.([]byte); ok {
 			ti.Secret = s
 		} else {
-			ti.PublicKeys = []any{c.verify}
+			ti.PublicKeys = []crypto.PublicKey{c.verify}
 		}
 		return []TrustedIssuer{ti}
 	}

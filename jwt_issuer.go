@@ -1,6 +1,7 @@
 package mcpauth
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -148,7 +149,7 @@ func (i *JWTIssuer) Algorithm() string { return i.method.Alg() }
 // PublicKey returns the key that verifies the issuer's tokens: an
 // *ecdsa.PublicKey or an ed25519.PublicKey. It is nil for an HMAC issuer,
 // whose secret both signs and verifies.
-func (i *JWTIssuer) PublicKey() any {
+func (i *JWTIssuer) PublicKey() crypto.PublicKey {
 	switch k := i.key.(type) {
 	case *ecdsa.PrivateKey:
 		return &k.PublicKey
@@ -169,7 +170,7 @@ func (i *JWTIssuer) TrustedIssuer(audiences ...string) TrustedIssuer {
 	if secret, ok := i.key.([]byte); ok {
 		ti.Secret = slices.Clone(secret)
 	} else {
-		ti.PublicKeys = []any{i.PublicKey()}
+		ti.PublicKeys = []crypto.PublicKey{i.PublicKey()}
 	}
 	return ti
 }

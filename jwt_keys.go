@@ -2,6 +2,7 @@ package mcpauth
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -226,8 +227,8 @@ func publicKeyAlgs(key any) ([]string, error) {
 }
 
 // parsePublicKeysPEM reads every PEM block of data as a public key.
-func parsePublicKeysPEM(data []byte) ([]any, error) {
-	var keys []any
+func parsePublicKeysPEM(data []byte) ([]crypto.PublicKey, error) {
+	var keys []crypto.PublicKey
 	for n := 1; ; n++ {
 		var block *pem.Block
 		block, data = pem.Decode(data)

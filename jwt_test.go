@@ -317,7 +317,7 @@ func TestJWTVerifyPrincipal(t *testing.T) {
 		o.Leeway = 30 * time.Second
 		o.Issuers = append(o.Issuers,
 			TrustedIssuer{Issuer: "https://keycloak.example.com/realms/r", Audiences: []string{testAudience + "/"}, Secret: k.secret, RoleClaims: []string{"realm_access.roles", "resource_access.mcp.roles"}},
-			TrustedIssuer{Issuer: "https://tenant.auth0.com/", Audiences: []string{testAudience}, PublicKeys: []any{k.ed.Public()}, RoleClaims: []string{"https://mcp.example.com/roles"}},
+			TrustedIssuer{Issuer: "https://tenant.auth0.com/", Audiences: []string{testAudience}, PublicKeys: []crypto.PublicKey{k.ed.Public()}, RoleClaims: []string{"https://mcp.example.com/roles"}},
 		)
 	})
 	tests := []struct {
@@ -403,7 +403,7 @@ func TestNewJWTVerifierRefusesBadConfig(t *testing.T) {
 		{"1024-bit RSA", []TrustedIssuer{{Issuer: "i", Audiences: aud, PublicKeyPEM: smallPEM}}},
 		{"private key PEM", []TrustedIssuer{{Issuer: "i", Audiences: aud, PublicKeyPEM: privPEM}}},
 		{"garbage PEM", []TrustedIssuer{{Issuer: "i", Audiences: aud, PublicKeyPEM: []byte("not pem")}}},
-		{"secret in PublicKeys", []TrustedIssuer{{Issuer: "i", Audiences: aud, PublicKeys: []any{k.secret}}}},
+		{"secret in PublicKeys", []TrustedIssuer{{Issuer: "i", Audiences: aud, PublicKeys: []crypto.PublicKey{k.secret}}}},
 		{"HS256 with an RSA key", []TrustedIssuer{{Issuer: "i", Audiences: aud, PublicKeyPEM: k.rsaPEM, Algorithms: []string{"HS256"}}}},
 		{"alg none", []TrustedIssuer{{Issuer: "i", Audiences: aud, Secret: k.secret, Algorithms: []string{"none"}}}},
 		{"JWKS and keys", []TrustedIssuer{{Issuer: "i", Audiences: aud, Secret: k.secret, JWKSURL: "https://idp.example.com/jwks"}}},
@@ -515,7 +515,7 @@ func TestJWTCacheAndRevocation(t *testing.T) {
 		o.Clock = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
 		o.CacheTTL = time.Minute
 		o.CacheSize = 32
-		o.Issuers = append(o.Issuers, TrustedIssuer{Issuer: "https://ec.example.com", Audiences: []string{testAudience}, PublicKeys: []any{&k.ec.PublicKey}})
+		o.Issuers = append(o.Issuers, TrustedIssuer{Issuer: "https://ec.example.com", Audiences: []string{testAudience}, PublicKeys: []crypto.PublicKey{&k.ec.PublicKey}})
 	})
 	setClock := func(t time.Time) { mu.Lock(); clock = t; mu.Unlock() }
 	ctx := context.Background()
@@ -871,4 +871,3 @@ func TestJWTIssuerRoundTrip(t *testing.T) {
 	}
 }
 
-var _ crypto.PublicKey
