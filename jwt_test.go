@@ -870,4 +870,3 @@ func TestJWTIssuerRoundTrip(t *testing.T) {
 		}
 	}
 }
-
