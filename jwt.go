@@ -88,8 +88,8 @@ type JWTVerifierOptions struct {
 	// turns the cache off. Revocation is checked on every request, cached or
 	// not.
 	CacheTTL time.Duration
-	// CacheSize bounds how many tokens the cache holds. Zero (the default)
-	// means 10000.
+	// CacheSize bounds how many tokens the cache holds (rounded up to a
+	// multiple of 16, its number of shards). Zero (the default) means 10000.
 	CacheSize int
 
 	// Revocations is where revoked tokens are recorded and looked up, on
