@@ -1,0 +1,290 @@
+package mcpauth
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// The benchmarks compare each mcpauth path with a baseline in the same run:
+// golang-jwt's own jwt.Parse, with the same checks (algorithm allow-list,
+// iss, aud, exp required, iat), or the same verifier with local keys. See
+// docs/jwt.md for the figures.
+
+type benchCase struct {
+	alg    string
+	iss    string
+	sign   any // signing key
+	verify any // verification key, for the golang-jwt baseline
+	token  string
+}
+
+var benchSetup = sync.OnceValue(func() []benchCase {
+	k := testKeys()
+	ec384, _ := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	ec521, _ := ecdsa.GenerateKey(elliptic.P521(), rand.Reader)
+	var cases []benchCase
+	for _, alg := range []string{"HS256", "HS384", "HS512"} {
+		cases = append(cases, benchCase{alg, issHMAC, k.secret, k.secret, ""})
+	}
+	for _, alg := range []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"} {
+		cases = append(cases, benchCase{alg, issRSA, k.rsa, &k.rsa.PublicKey, ""})
+	}
+	cases = append(cases,
+		benchCase{"ES256", "https://es256.example.com", k.ec, &k.ec.PublicKey, ""},
+		benchCase{"ES384", "https://es384.example.com", ec384, &ec384.PublicKey, ""},
+		benchCase{"ES512", "https://es512.example.com", ec521, &ec521.PublicKey, ""},
+		benchCase{"EdDSA", "https://eddsa.example.com", k.ed, k.ed.Public(), ""},
+	)
+	return cases
+})
+
+// benchVerifier trusts every issuer of the cases with local keys.
+func benchVerifier(b *testing.B, cacheTTL time.Duration) *JWTVerifier {
+	opts := JWTVerifierOptions{CacheTTL: cacheTTL}
+	seen := map[string]bool{}
+	for _, c := range benchSetup() {
+		if seen[c.iss] {
+			continue
+		}
+		seen[c.iss] = true
+		ti := TrustedIssuer{Issuer: c.iss, Audiences: []string{testAudience}}
+		if s, ok := c.verify.([]byte); ok {
+			ti.Secret = s
+		} else {
+			ti.PublicKeys = []crypto.PublicKey{c.verify}
+		}
+		opts.Issuers = append(opts.Issuers, ti)
+	}
+	v, err := NewJWTVerifier(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { v.Close() })
+	return v
+}
+
+func benchToken(b *testing.B, c benchCase, now time.Time) string {
+	return signToken(b, `{"alg":"`+c.alg+`","typ":"at+jwt","kid":"key-1"}`, mustJSON(b, map[string]any{
+		"iss": c.iss, "sub": "alice", "aud": testAudience, "client_id": "client-1",
+		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "jti": "8f3a2c1e-5b7d-4e9a",
+		"scope": "tools:read tools:write", "roles": []string{"admin", "viewer"},
+	}), c.alg, c.sign)
+}
+
+// golangJWTParse is the baseline: golang-jwt's Parse with the same checks.
+func golangJWTParse(b *testing.B, c benchCase, token string) {
+	t, err := jwt.Parse(token, func(*jwt.Token) (any, error) { return c.verify, nil },
+		jwt.WithValidMethods([]string{c.alg}), jwt.WithIssuer(c.iss), jwt.WithAudience(testAudience),
+		jwt.WithExpirationRequired(), jwt.WithIssuedAt())
+	if err != nil || !t.Valid {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkJWTFirstSeen verifies a token the verifier has not seen: the
+// cache is off, so every iteration checks the signature and the claims.
+func BenchmarkJWTFirstSeen(b *testing.B) {
+	v := benchVerifier(b, -1)
+	now := time.Now()
+	for _, c := range benchSetup() {
+		token := benchToken(b, c, now)
+		b.Run(c.alg+"/mcpauth", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := v.Verify(context.Background(), token); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(c.alg+"/golang-jwt", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				golangJWTParse(b, c, token)
+			}
+		})
+	}
+}
+
+// BenchmarkJWTCacheHit verifies a token the verifier has seen, against
+// golang-jwt parsing it afresh.
+func BenchmarkJWTCacheHit(b *testing.B) {
+	v := benchVerifier(b, 0)
+	now := time.Now()
+	for _, c := range benchSetup() {
+		if c.alg != "RS256" && c.alg != "ES256" && c.alg != "EdDSA" {
+			continue
+		}
+		token := benchToken(b, c, now)
+		if _, err := v.Verify(context.Background(), token); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(c.alg+"/mcpauth", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := v.Verify(context.Background(), token); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(c.alg+"/golang-jwt", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				golangJWTParse(b, c, token)
+			}
+		})
+	}
+}
+
+// BenchmarkJWTJWKS verifies first-seen tokens (cache off) with keys from a
+// warm JWKS, against the same verification with local keys.
+func BenchmarkJWTJWKS(b *testing.B) {
+	now := time.Now()
+	for _, c := range benchSetup() {
+		if c.alg != "RS256" && c.alg != "ES256" && c.alg != "EdDSA" {
+			continue
+		}
+		srv := newJWKSServer(b, map[string]any{"key-1": c.verify})
+		jwks, err := NewJWTVerifier(JWTVerifierOptions{CacheTTL: -1, Issuers: []TrustedIssuer{{Issuer: c.iss, Audiences: []string{testAudience}, JWKSURL: srv.URL}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { jwks.Close() })
+		local, err := NewJWTVerifier(JWTVerifierOptions{CacheTTL: -1, Issuers: []TrustedIssuer{{Issuer: c.iss, Audiences: []string{testAudience}, PublicKeys: []crypto.PublicKey{c.verify}}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		token := benchToken(b, c, now)
+		for name, v := range map[string]*JWTVerifier{"jwks": jwks, "local": local} {
+			b.Run(c.alg+"/"+name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := v.Verify(context.Background(), token); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// interleave times ours and base in alternating batches within one
+// benchmark, so that load from elsewhere on the machine falls on both alike,
+// and reports each one's ns/op and their ratio (ours / base).
+func interleave(b *testing.B, batch int, ours, base func()) {
+	b.Helper()
+	var tOurs, tBase time.Duration
+	n := 0
+	for b.Loop() {
+		start := time.Now()
+		for range batch {
+			ours()
+		}
+		mid := time.Now()
+		for range batch {
+			base()
+		}
+		tOurs += mid.Sub(start)
+		tBase += time.Since(mid)
+		n += batch
+	}
+	b.ReportMetric(float64(tOurs.Nanoseconds())/float64(n), "mcpauth-ns/op")
+	b.ReportMetric(float64(tBase.Nanoseconds())/float64(n), "baseline-ns/op")
+	b.ReportMetric(float64(tOurs)/float64(tBase), "ratio")
+}
+
+// BenchmarkJWTRatio states the issue's three targets as ratios, each
+// measured interleaved with its baseline: first-seen tokens against
+// golang-jwt's Parse (target at most 1.15), cache hits against golang-jwt's
+// Parse (target at most 0.05, that is 20x faster), and a warm JWKS against
+// local keys (target at most 1.1).
+func BenchmarkJWTRatio(b *testing.B) {
+	now := time.Now()
+	ctx := context.Background()
+	uncached := benchVerifier(b, -1)
+	cached := benchVerifier(b, 0)
+	verify := func(v *JWTVerifier, token string) func() {
+		return func() {
+			if _, err := v.Verify(ctx, token); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for _, c := range benchSetup() {
+		token := benchToken(b, c, now)
+		baseline := func() { golangJWTParse(b, c, token) }
+		b.Run("first-seen/"+c.alg, func(b *testing.B) {
+			interleave(b, 10, verify(uncached, token), baseline)
+		})
+		if c.alg != "HS256" && c.alg != "RS256" && c.alg != "ES256" && c.alg != "EdDSA" {
+			continue
+		}
+		// First-seen with the cache on: 256 distinct tokens in turn through a
+		// 16-entry cache, so that every one misses and is then inserted.
+		pool := make([]string, 256)
+		for i := range pool {
+			pool[i] = benchToken(b, c, now.Add(-time.Duration(i)*time.Second))
+		}
+		smallCache, err := NewJWTVerifier(JWTVerifierOptions{CacheSize: 16, Issuers: cached.issuerConfigs(c.iss)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { smallCache.Close() })
+		b.Run("first-seen-cache-on/"+c.alg, func(b *testing.B) {
+			i, j := 0, 0
+			interleave(b, 10, func() {
+				i = (i + 1) % len(pool)
+				verify(smallCache, pool[i])()
+			}, func() {
+				j = (j + 1) % len(pool)
+				golangJWTParse(b, c, pool[j])
+			})
+		})
+		if c.alg == "HS256" {
+			continue
+		}
+		if _, err := cached.Verify(ctx, token); err != nil {
+			b.Fatal(err)
+		}
+		b.Run("cache-hit/"+c.alg, func(b *testing.B) {
+			interleave(b, 10, verify(cached, token), baseline)
+		})
+		srv := newJWKSServer(b, map[string]any{"key-1": c.verify})
+		jwks, err := NewJWTVerifier(JWTVerifierOptions{CacheTTL: -1, Issuers: []TrustedIssuer{{Issuer: c.iss, Audiences: []string{testAudience}, JWKSURL: srv.URL}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { jwks.Close() })
+		local, err := NewJWTVerifier(JWTVerifierOptions{CacheTTL: -1, Issuers: []TrustedIssuer{{Issuer: c.iss, Audiences: []string{testAudience}, PublicKeys: []crypto.PublicKey{c.verify}}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run("jwks-vs-local/"+c.alg, func(b *testing.B) {
+			interleave(b, 10, verify(jwks, token), verify(local, token))
+		})
+	}
+}
+
+// issuerConfigs returns the configuration of the benchmark issuer iss.
+func (v *JWTVerifier) issuerConfigs(iss string) []TrustedIssuer {
+	for _, c := range benchSetup() {
+		if c.iss != iss {
+			continue
+		}
+		ti := TrustedIssuer{Issuer: c.iss, Audiences: []string{testAudience}}
+		if s, ok := c.verify.([]byte); ok {
+			ti.Secret = s
+		} else {
+			ti.PublicKeys = []crypto.PublicKey{c.verify}
+		}
+		return []TrustedIssuer{ti}
+	}
+	return nil
+}

@@ -1,0 +1,872 @@
+package mcpauth
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// testKeys are generated once: RSA key generation is slow.
+var testKeys = sync.OnceValue(func() (k struct {
+	rsa, rsaAttacker *rsa.PrivateKey
+	ec, ecAttacker   *ecdsa.PrivateKey
+	ed               ed25519.PrivateKey
+	secret           []byte
+	rsaPEM           []byte
+}) {
+	var err error
+	if k.rsa, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+		panic(err)
+	}
+	if k.rsaAttacker, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+		panic(err)
+	}
+	if k.ec, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+		panic(err)
+	}
+	if k.ecAttacker, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+		panic(err)
+	}
+	if _, k.ed, err = ed25519.GenerateKey(rand.Reader); err != nil {
+		panic(err)
+	}
+	k.secret = bytes.Repeat([]byte("0123456789abcdef"), 2)
+	der, err := x509.MarshalPKIXPublicKey(&k.rsa.PublicKey)
+	if err != nil {
+		panic(err)
+	}
+	k.rsaPEM = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	return k
+})
+
+const (
+	testAudience = "https://mcp.example.com/mcp"
+	issRSA       = "https://rsa.example.com"
+	issHMAC      = "https://hmac.example.com"
+	issJWKS      = "https://jwks.example.com"
+)
+
+// signToken builds a token from a raw header and raw claims, signed with
+// key by alg's golang-jwt method.
+func signToken(t testing.TB, hdr, claims string, alg string, key any) string {
+	t.Helper()
+	enc := base64.RawURLEncoding
+	signed := enc.EncodeToString([]byte(hdr)) + "." + enc.EncodeToString([]byte(claims))
+	sig, err := jwt.GetSigningMethod(alg).Sign(signed, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signed + "." + enc.EncodeToString(sig)
+}
+
+func mustJSON(t testing.TB, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// goodClaims returns valid claims for iss at now, with changes applied.
+func goodClaims(iss string, now time.Time, change map[string]any) map[string]any {
+	c := map[string]any{
+		"iss": iss, "sub": "alice", "aud": testAudience,
+		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "jti": "jti-1",
+		"scope": "tools:read tools:write", "roles": []string{"admin"},
+	}
+	for k, v := range change {
+		if v == nil {
+			delete(c, k)
+		} else {
+			c[k] = v
+		}
+	}
+	return c
+}
+
+// jwksServer serves a JWK Set that a test can change, and counts fetches.
+type jwksServer struct {
+	*httptest.Server
+	mu      sync.Mutex
+	body    []byte
+	down    bool
+	fetches atomic.Int32
+}
+
+func newJWKSServer(t testing.TB, keys map[string]any) *jwksServer {
+	s := &jwksServer{}
+	s.set(t, keys)
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.fetches.Add(1)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.down {
+			http.Error(w, "down", http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(s.body)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// set publishes keys (kid -> public key).
+func (s *jwksServer) set(t testing.TB, keys map[string]any) {
+	t.Helper()
+	type jwk = map[string]string
+	var set struct {
+		Keys []jwk `json:"keys"`
+	}
+	enc := base64.RawURLEncoding
+	for kid, k := range keys {
+		switch k := k.(type) {
+		case *rsa.PublicKey:
+			set.Keys = append(set.Keys, jwk{"kty": "RSA", "kid": kid, "use": "sig", "n": enc.EncodeToString(k.N.Bytes()), "e": "AQAB"})
+		case *ecdsa.PublicKey:
+			b, _ := k.Bytes()
+			set.Keys = append(set.Keys, jwk{"kty": "EC", "kid": kid, "crv": "P-256", "x": enc.EncodeToString(b[1:33]), "y": enc.EncodeToString(b[33:])})
+		case ed25519.PublicKey:
+			set.Keys = append(set.Keys, jwk{"kty": "OKP", "kid": kid, "crv": "Ed25519", "x": enc.EncodeToString(k)})
+		default:
+			t.Fatalf("jwksServer: %T", k)
+		}
+	}
+	s.mu.Lock()
+	s.body = []byte(mustJSON(t, set))
+	s.mu.Unlock()
+}
+
+func (s *jwksServer) setDown(down bool) {
+	s.mu.Lock()
+	s.down = down
+	s.mu.Unlock()
+}
+
+// testVerifier trusts three issuers: an RSA key by PEM, an HMAC secret and a
+// JWKS (an EC key, kid "ec-1").
+func testVerifier(t testing.TB, now time.Time, jwksURL string, change func(*JWTVerifierOptions)) *JWTVerifier {
+	t.Helper()
+	k := testKeys()
+	opts := JWTVerifierOptions{
+		Issuers: []TrustedIssuer{
+			{Issuer: issRSA, Audiences: []string{testAudience}, PublicKeyPEM: k.rsaPEM},
+			{Issuer: issHMAC, Audiences: []string{testAudience}, Secret: k.secret},
+			{Issuer: issJWKS, Audiences: []string{testAudience}, JWKSURL: jwksURL, Method: MethodOAuth},
+		},
+		Clock:  func() time.Time { return now },
+		Logger: slog.New(slog.DiscardHandler),
+	}
+	if change != nil {
+		change(&opts)
+	}
+	v, err := NewJWTVerifier(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { v.Close() })
+	return v
+}
+
+// TestJWTBadInput sends each bad token through Require and checks that it
+// gets a 401 with its class's description, that the audit event names the
+// class, and that neither the response nor the log holds the token.
+func TestJWTBadInput(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	jwks := newJWKSServer(t, map[string]any{"ec-1": &k.ec.PublicKey})
+	var attackerHits atomic.Int32
+	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		attackerHits.Add(1)
+		w.Write([]byte(`{"keys":[]}`))
+	}))
+	defer attacker.Close()
+	v := testVerifier(t, now, jwks.URL, nil)
+	rs := func(claims map[string]any) string {
+		return signToken(t, `{"alg":"RS256","typ":"JWT"}`, mustJSON(t, claims), "RS256", k.rsa)
+	}
+	claims := func(change map[string]any) map[string]any { return goodClaims(issRSA, now, change) }
+	valid := rs(claims(nil))
+	flipped := func() string {
+		i := strings.LastIndexByte(valid, '.')
+		sig, _ := base64.RawURLEncoding.DecodeString(valid[i+1:])
+		sig[len(sig)/2] ^= 0x04
+		return valid[:i+1] + base64.RawURLEncoding.EncodeToString(sig)
+	}()
+	enc := base64.RawURLEncoding.EncodeToString
+	deep := `{"iss":"` + issRSA + `","sub":"a","aud":"` + testAudience + `","exp":` + fmt.Sprint(now.Add(time.Hour).Unix()) + `,"x":` + strings.Repeat("[", 2000) + strings.Repeat("]", 2000) + `}`
+
+	tests := []struct {
+		name  string
+		token string
+		class error
+	}{
+		{"alg none, empty signature", enc([]byte(`{"alg":"none"}`)) + "." + enc([]byte(mustJSON(t, claims(nil)))) + ".", ErrTokenAlgorithm},
+		{"alg none, signature", enc([]byte(`{"alg":"none"}`)) + "." + enc([]byte(mustJSON(t, claims(nil)))) + "." + enc([]byte("sig")), ErrTokenAlgorithm},
+		{"alg None", signToken(t, `{"alg":"None"}`, mustJSON(t, claims(nil)), "HS256", k.secret), ErrTokenAlgorithm},
+		{"HS256 signed with the RSA public key PEM", signToken(t, `{"alg":"HS256"}`, mustJSON(t, claims(nil)), "HS256", k.rsaPEM), ErrTokenAlgorithm},
+		{"RS256 token for the HMAC issuer", signToken(t, `{"alg":"RS256"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), "RS256", k.rsa), ErrTokenAlgorithm},
+		{"ES256 token for the RSA issuer", signToken(t, `{"alg":"ES256"}`, mustJSON(t, claims(nil)), "ES256", k.ec), ErrTokenAlgorithm},
+		{"alg switched RS256 to PS256", strings.Replace(valid, valid[:strings.IndexByte(valid, '.')], enc([]byte(`{"alg":"PS256","typ":"JWT"}`)), 1), ErrTokenSignature},
+		{"kid with ../", signToken(t, `{"alg":"ES256","kid":"../../../../etc/passwd"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ecAttacker), ErrTokenUnknownKey},
+		{"kid with SQL", signToken(t, `{"alg":"ES256","kid":"' OR '1'='1'; DROP TABLE keys; --"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ecAttacker), ErrTokenUnknownKey},
+		{"kid with ../, local keys", signToken(t, `{"alg":"RS256","kid":"../../etc/passwd"}`, mustJSON(t, claims(nil)), "RS256", k.rsaAttacker), ErrTokenSignature},
+		{"jku elsewhere", signToken(t, `{"alg":"ES256","kid":"attacker","jku":"`+attacker.URL+`"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ecAttacker), ErrTokenUnknownKey},
+		{"x5u elsewhere", signToken(t, `{"alg":"RS256","x5u":"`+attacker.URL+`"}`, mustJSON(t, claims(nil)), "RS256", k.rsaAttacker), ErrTokenSignature},
+		{"embedded jwk", signToken(t, `{"alg":"RS256","jwk":{"kty":"RSA","n":"`+enc(k.rsaAttacker.N.Bytes())+`","e":"AQAB"}}`, mustJSON(t, claims(nil)), "RS256", k.rsaAttacker), ErrTokenSignature},
+		{"unknown crit", signToken(t, `{"alg":"RS256","crit":["exp"],"exp":1}`, mustJSON(t, claims(nil)), "RS256", k.rsa), ErrTokenMalformed},
+		{"typ of a DPoP proof", signToken(t, `{"alg":"RS256","typ":"dpop+jwt"}`, mustJSON(t, claims(nil)), "RS256", k.rsa), ErrTokenMalformed},
+		{"expired", rs(claims(map[string]any{"exp": now.Add(-time.Second).Unix()})), ErrTokenExpired},
+		{"expires now", rs(claims(map[string]any{"exp": now.Unix()})), ErrTokenExpired},
+		{"no exp", rs(claims(map[string]any{"exp": nil})), ErrTokenMalformed},
+		{"exp a string", rs(claims(map[string]any{"exp": "tomorrow"})), ErrTokenMalformed},
+		{"not yet valid", rs(claims(map[string]any{"nbf": now.Add(time.Minute).Unix()})), ErrTokenNotYetValid},
+		{"issued in the future", rs(claims(map[string]any{"iat": now.Add(time.Minute).Unix()})), ErrTokenNotYetValid},
+		{"wrong iss", rs(claims(map[string]any{"iss": "https://evil.example.com"})), ErrTokenIssuer},
+		{"no iss", rs(claims(map[string]any{"iss": nil})), ErrTokenIssuer},
+		{"wrong aud", rs(claims(map[string]any{"aud": "https://other.example.com/mcp"})), ErrTokenAudience},
+		{"wrong aud in an array", rs(claims(map[string]any{"aud": []string{"a", "b"}})), ErrTokenAudience},
+		{"aud prefix", rs(claims(map[string]any{"aud": testAudience + "/more"})), ErrTokenAudience},
+		{"no aud", rs(claims(map[string]any{"aud": nil})), ErrTokenAudience},
+		{"aud a number", rs(claims(map[string]any{"aud": 7})), ErrTokenMalformed},
+		{"no sub", rs(claims(map[string]any{"sub": nil})), ErrTokenMalformed},
+		{"1 MiB token", valid[:strings.IndexByte(valid, '.')+1] + strings.Repeat("A", 1<<20) + valid[strings.LastIndexByte(valid, '.'):], ErrTokenTooLarge},
+		{"9 KiB token", valid[:strings.IndexByte(valid, '.')+1] + strings.Repeat("A", 9<<10) + valid[strings.LastIndexByte(valid, '.'):], ErrTokenTooLarge},
+		{"truncated signature", valid[:len(valid)-10], ErrTokenSignature},
+		{"truncated signature, bad length", valid[:len(valid)-1], ErrTokenMalformed},
+		{"truncated claims", valid[:strings.IndexByte(valid, '.')+20] + valid[strings.LastIndexByte(valid, '.'):], ErrTokenMalformed},
+		{"truncated header", valid[5:], ErrTokenMalformed},
+		{"two segments", valid[:strings.LastIndexByte(valid, '.')], ErrInvalidCredentials},
+		{"bad base64 header", "eyJhbGciOiJSUzI1NiJ9x" + valid[strings.IndexByte(valid, '.'):], ErrTokenMalformed},
+		{"header not JSON", enc([]byte("alg=RS256")) + valid[strings.IndexByte(valid, '.'):], ErrTokenMalformed},
+		{"header an array", enc([]byte(`["alg"]`)) + valid[strings.IndexByte(valid, '.'):], ErrTokenMalformed},
+		{"JSON bomb: deep nesting", signToken(t, `{"alg":"RS256"}`, deep, "RS256", k.rsa), ErrTokenMalformed},
+		{"JSON bomb: huge number", signToken(t, `{"alg":"RS256"}`, `{"iss":"`+issRSA+`","sub":"a","aud":"`+testAudience+`","exp":1e999999}`, "RS256", k.rsa), ErrTokenMalformed},
+		{"JSON bomb: deep header", signToken(t, `{"alg":"RS256","x":`+strings.Repeat("[", 100)+strings.Repeat("]", 100)+`}`, mustJSON(t, claims(nil)), "RS256", k.rsa), ErrTokenMalformed},
+		{"duplicate claim", signToken(t, `{"alg":"RS256"}`, `{"iss":"`+issRSA+`","sub":"alice","sub":"admin","aud":"`+testAudience+`","exp":`+fmt.Sprint(now.Add(time.Hour).Unix())+`}`, "RS256", k.rsa), ErrTokenMalformed},
+		{"duplicate claim, escaped", signToken(t, `{"alg":"RS256"}`, `{"iss":"`+issRSA+`","sub":"alice","s\u0075b":"admin","aud":"`+testAudience+`","exp":`+fmt.Sprint(now.Add(time.Hour).Unix())+`}`, "RS256", k.rsa), ErrTokenMalformed},
+		{"duplicate alg", signToken(t, `{"alg":"RS256","alg":"HS256"}`, mustJSON(t, claims(nil)), "RS256", k.rsa), ErrTokenMalformed},
+		{"case-folded alg", signToken(t, `{"ALG":"RS256"}`, mustJSON(t, claims(nil)), "RS256", k.rsa), ErrTokenMalformed},
+		{"flipped signature bit", flipped, ErrTokenSignature},
+		{"signed by another key", signToken(t, `{"alg":"RS256"}`, mustJSON(t, claims(nil)), "RS256", k.rsaAttacker), ErrTokenSignature},
+		{"HS256 with a wrong secret", signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), "HS256", bytes.Repeat([]byte("x"), 32)), ErrTokenSignature},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var log bytes.Buffer
+			h := Require(&RequireOptions{Logger: slog.New(slog.NewTextHandler(&log, nil))}, v)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				t.Error("the request passed")
+			}))
+			r := httptest.NewRequest("POST", "/mcp", nil)
+			r.Header.Set("Authorization", "Bearer "+tt.token)
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != http.StatusUnauthorized {
+				t.Fatalf("status = %d, want 401", w.Code)
+			}
+			c := classOf(tt.class)
+			if got := w.Header().Get("WWW-Authenticate"); !strings.Contains(got, `error="invalid_token"`) || !strings.Contains(got, c.desc) {
+				t.Errorf("WWW-Authenticate = %q, want the description %q", got, c.desc)
+			}
+			if !strings.Contains(log.String(), "reason="+c.reason) {
+				t.Errorf("audit event %q lacks reason=%s", log.String(), c.reason)
+			}
+			sig := tt.token[strings.LastIndexByte(tt.token, '.')+1:]
+			if len(sig) > 8 && (strings.Contains(log.String(), sig) || strings.Contains(w.Body.String(), sig)) {
+				t.Error("the token leaked into the log or the response")
+			}
+		})
+	}
+	if n := attackerHits.Load(); n != 0 {
+		t.Errorf("the jku/x5u server was fetched %d times", n)
+	}
+	// The valid token passes, so the failures above are the tokens' own.
+	if _, err := v.Verify(context.Background(), valid); err != nil {
+		t.Fatalf("valid token: %v", err)
+	}
+}
+
+func TestJWTVerifyPrincipal(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	jwks := newJWKSServer(t, map[string]any{"ec-1": &k.ec.PublicKey})
+	v := testVerifier(t, now, jwks.URL, func(o *JWTVerifierOptions) {
+		o.Leeway = 30 * time.Second
+		o.Issuers = append(o.Issuers,
+			TrustedIssuer{Issuer: "https://keycloak.example.com/realms/r", Audiences: []string{testAudience + "/"}, Secret: k.secret, RoleClaims: []string{"realm_access.roles", "resource_access.mcp.roles"}},
+			TrustedIssuer{Issuer: "https://tenant.auth0.com/", Audiences: []string{testAudience}, PublicKeys: []crypto.PublicKey{k.ed.Public()}, RoleClaims: []string{"https://mcp.example.com/roles"}},
+		)
+	})
+	tests := []struct {
+		name     string
+		token    string
+		subject  string
+		method   Method
+		issuer   string
+		clientID string
+		roles    []string
+		scopes   []string
+		keyID    string
+	}{
+		{
+			name:    "RSA, scope string and roles array",
+			token:   signToken(t, `{"alg":"RS256","typ":"at+jwt","kid":"rsa-1"}`, mustJSON(t, goodClaims(issRSA, now, nil)), "RS256", k.rsa),
+			subject: "alice", method: MethodJWT, issuer: issRSA, roles: []string{"admin"}, scopes: []string{"tools:read", "tools:write"}, keyID: "rsa-1",
+		},
+		{
+			name:    "PS384, the tutorial's role and permissions",
+			token:   signToken(t, `{"alg":"PS384"}`, mustJSON(t, goodClaims(issRSA, now, map[string]any{"scope": nil, "roles": nil, "role": "editor", "permissions": []string{"read", "write"}})), "PS384", k.rsa),
+			subject: "alice", method: MethodJWT, issuer: issRSA, roles: []string{"editor"}, scopes: []string{"read", "write"}, keyID: "jti-1",
+		},
+		{
+			name:    "HS512, scp array, azp, expired within leeway, aud with a slash",
+			token:   signToken(t, `{"alg":"HS512","typ":"JWT"}`, mustJSON(t, goodClaims(issHMAC, now, map[string]any{"scope": nil, "scp": []string{"a", "b"}, "azp": "client-9", "exp": now.Add(-10 * time.Second).Unix(), "aud": []string{"x", testAudience + "/"}})), "HS512", k.secret),
+			subject: "alice", method: MethodJWT, issuer: issHMAC, clientID: "client-9", roles: []string{"admin"}, scopes: []string{"a", "b"}, keyID: "jti-1",
+		},
+		{
+			name:    "JWKS, RFC 9068 at+jwt with client_id, method oauth",
+			token:   signToken(t, `{"alg":"ES256","typ":"at+jwt","kid":"ec-1"}`, mustJSON(t, goodClaims(issJWKS, now, map[string]any{"client_id": "c1", "roles": nil})), "ES256", k.ec),
+			subject: "alice", method: MethodOAuth, issuer: issJWKS, clientID: "c1", scopes: []string{"tools:read", "tools:write"}, keyID: "ec-1",
+		},
+		{
+			name:    "Keycloak realm_access.roles",
+			token:   signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims("https://keycloak.example.com/realms/r", now, map[string]any{"roles": nil, "realm_access": map[string]any{"roles": []string{"offline_access", "mcp-admin"}}, "resource_access": map[string]any{"mcp": map[string]any{"roles": []string{"mcp-admin", "viewer"}}}})), "HS256", k.secret),
+			subject: "alice", method: MethodJWT, issuer: "https://keycloak.example.com/realms/r", roles: []string{"offline_access", "mcp-admin", "viewer"}, scopes: []string{"tools:read", "tools:write"}, keyID: "jti-1",
+		},
+		{
+			name:    "Auth0 namespaced roles, EdDSA",
+			token:   signToken(t, `{"alg":"EdDSA"}`, mustJSON(t, goodClaims("https://tenant.auth0.com/", now, map[string]any{"roles": "ignored", "https://mcp.example.com/roles": []string{"support"}})), "EdDSA", k.ed),
+			subject: "alice", method: MethodJWT, issuer: "https://tenant.auth0.com/", roles: []string{"support"}, scopes: []string{"tools:read", "tools:write"}, keyID: "jti-1",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := v.Verify(context.Background(), tt.token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := fmt.Sprintf("%s|%s|%s|%s|%q|%q|%s", p.Subject, p.Method, p.Issuer, p.ClientID, p.Roles, p.Scopes, p.KeyID)
+			want := fmt.Sprintf("%s|%s|%s|%s|%q|%q|%s", tt.subject, tt.method, tt.issuer, tt.clientID, tt.roles, tt.scopes, tt.keyID)
+			if got != want {
+				t.Errorf("principal\n got  %s\n want %s", got, want)
+			}
+			if p.Claims["sub"] != tt.subject {
+				t.Errorf("Claims[sub] = %v", p.Claims["sub"])
+			}
+			if p.UserID() != string(tt.method)+":"+tt.issuer+"#"+tt.subject {
+				t.Errorf("UserID = %s", p.UserID())
+			}
+		})
+	}
+}
+
+func TestNewJWTVerifierRefusesBadConfig(t *testing.T) {
+	k := testKeys()
+	small, _ := rsa.GenerateKey(rand.Reader, 1024)
+	der, _ := x509.MarshalPKIXPublicKey(&small.PublicKey)
+	smallPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	privDER, _ := x509.MarshalPKCS8PrivateKey(k.ec)
+	privPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER})
+	aud := []string{testAudience}
+	tests := []struct {
+		name string
+		iss  []TrustedIssuer
+	}{
+		{"no issuer", nil},
+		{"empty issuer", []TrustedIssuer{{Audiences: aud, Secret: k.secret}}},
+		{"no keys", []TrustedIssuer{{Issuer: "i", Audiences: aud}}},
+		{"no audiences", []TrustedIssuer{{Issuer: "i", Secret: k.secret}}},
+		{"short secret", []TrustedIssuer{{Issuer: "i", Audiences: aud, Secret: []byte("0123456789abcdef0123456789abcde")}}},
+		{"1024-bit RSA", []TrustedIssuer{{Issuer: "i", Audiences: aud, PublicKeyPEM: smallPEM}}},
+		{"private key PEM", []TrustedIssuer{{Issuer: "i", Audiences: aud, PublicKeyPEM: privPEM}}},
+		{"garbage PEM", []TrustedIssuer{{Issuer: "i", Audiences: aud, PublicKeyPEM: []byte("not pem")}}},
+		{"secret in PublicKeys", []TrustedIssuer{{Issuer: "i", Audiences: aud, PublicKeys: []crypto.PublicKey{k.secret}}}},
+		{"HS256 with an RSA key", []TrustedIssuer{{Issuer: "i", Audiences: aud, PublicKeyPEM: k.rsaPEM, Algorithms: []string{"HS256"}}}},
+		{"alg none", []TrustedIssuer{{Issuer: "i", Audiences: aud, Secret: k.secret, Algorithms: []string{"none"}}}},
+		{"JWKS and keys", []TrustedIssuer{{Issuer: "i", Audiences: aud, Secret: k.secret, JWKSURL: "https://idp.example.com/jwks"}}},
+		{"JWKS not a URL", []TrustedIssuer{{Issuer: "i", Audiences: aud, JWKSURL: "file:///etc/passwd"}}},
+		{"HS256 from a JWKS", []TrustedIssuer{{Issuer: "i", Audiences: aud, JWKSURL: "https://idp.example.com/jwks", Algorithms: []string{"HS256"}}}},
+		{"twice", []TrustedIssuer{{Issuer: "i", Audiences: aud, Secret: k.secret}, {Issuer: "i", Audiences: aud, Secret: k.secret}}},
+		{"bad method", []TrustedIssuer{{Issuer: "i", Audiences: aud, Secret: k.secret, Method: MethodAPIKey}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v, err := NewJWTVerifier(JWTVerifierOptions{Issuers: tt.iss})
+			if err == nil {
+				v.Close()
+				t.Fatal("NewJWTVerifier accepted the configuration")
+			}
+			if !strings.HasPrefix(err.Error(), "mcpauth: ") {
+				t.Errorf("error %q lacks the mcpauth: prefix", err)
+			}
+		})
+	}
+}
+
+// TestJWTRoutingWithAPIKeys checks that a JWT verifier and API keys compose
+// in either order: each takes its own bearer values.
+func TestJWTRoutingWithAPIKeys(t *testing.T) {
+	k := testKeys()
+	now := time.Now()
+	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", nil)
+	key, _ := GenerateAPIKey()
+	keys, err := NewAPIKeys(APIKey{Key: key, Subject: "bob"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), "HS256", k.secret)
+	for _, order := range [][]Authenticator{{keys, v}, {v, keys}} {
+		h := Require(&RequireOptions{Logger: slog.New(slog.DiscardHandler)}, order...)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p := PrincipalFromHTTPRequest(r)
+			fmt.Fprint(w, p.Method, ":", p.Subject)
+		}))
+		for _, tc := range []struct{ cred, want string }{{token, "jwt:alice"}, {key, "apikey:bob"}} {
+			r := httptest.NewRequest("POST", "/mcp", nil)
+			r.Header.Set("Authorization", "Bearer "+tc.cred)
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if w.Code != 200 || w.Body.String() != tc.want {
+				t.Errorf("%T first: %d %q, want %q", order[0], w.Code, w.Body.String(), tc.want)
+			}
+		}
+	}
+}
+
+func TestJWTUnsecuredShapeAndAPIKeys(t *testing.T) {
+	// A configured API key may end in a dot; the JWT verifier must leave it
+	// alone even when it comes first.
+	key := "abcdefghijk.lmnopqrstu."
+	keys, err := NewAPIKeys(APIKey{Key: key, Subject: "dot"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := testVerifier(t, time.Now(), "http://127.0.0.1:1/jwks", nil)
+	h := Require(&RequireOptions{Logger: slog.New(slog.DiscardHandler)}, v, keys)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, PrincipalFromHTTPRequest(r).Subject)
+	}))
+	r := httptest.NewRequest("POST", "/mcp", nil)
+	r.Header.Set("Authorization", "Bearer "+key)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != 200 || w.Body.String() != "dot" {
+		t.Errorf("API key ending in a dot: %d %q", w.Code, w.Body.String())
+	}
+}
+
+func TestJWTMaxTokenSize(t *testing.T) {
+	k := testKeys()
+	now := time.Now()
+	big := signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, map[string]any{"pad": strings.Repeat("x", 9<<10)})), "HS256", k.secret)
+	small := signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, map[string]any{"pad": strings.Repeat("x", 1<<10)})), "HS256", k.secret)
+	for _, tc := range []struct {
+		max   int
+		token string
+		want  int
+	}{
+		{0, small, 200},
+		{0, big, 401},
+		{16 << 10, big, 200},
+		{1 << 10, small, 401},
+	} {
+		v := testVerifier(t, now, "http://127.0.0.1:1/jwks", func(o *JWTVerifierOptions) { o.MaxTokenSize = tc.max })
+		h := Require(&RequireOptions{Logger: slog.New(slog.DiscardHandler)}, v)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+		r := httptest.NewRequest("POST", "/mcp", nil)
+		r.Header.Set("Authorization", "Bearer "+tc.token)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != tc.want {
+			t.Errorf("MaxTokenSize %d, token of %d bytes: %d, want %d", tc.max, len(tc.token), w.Code, tc.want)
+		}
+		if tc.want == 401 && !strings.Contains(w.Header().Get("WWW-Authenticate"), classOf(ErrTokenTooLarge).desc) {
+			t.Errorf("MaxTokenSize %d: %q", tc.max, w.Header().Get("WWW-Authenticate"))
+		}
+	}
+}
+
+func TestJWTCacheAndRevocation(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	clock := now
+	var mu sync.Mutex
+	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", func(o *JWTVerifierOptions) {
+		o.Clock = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+		o.CacheTTL = time.Minute
+		o.CacheSize = 32
+		o.Issuers = append(o.Issuers, TrustedIssuer{Issuer: "https://ec.example.com", Audiences: []string{testAudience}, PublicKeys: []crypto.PublicKey{&k.ec.PublicKey}})
+	})
+	setClock := func(t time.Time) { mu.Lock(); clock = t; mu.Unlock() }
+	ctx := context.Background()
+	token := signToken(t, `{"alg":"RS256"}`, mustJSON(t, goodClaims(issRSA, now, map[string]any{"exp": now.Add(90 * time.Second).Unix()})), "RS256", k.rsa)
+	p1, err := v.Verify(ctx, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := v.Verify(ctx, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p1 != p2 {
+		t.Error("the second verification did not come from the cache")
+	}
+	if p1.info == nil {
+		t.Error("a cached principal is not sealed")
+	}
+	// Past the TTL, the token is verified again (a new principal).
+	setClock(now.Add(61 * time.Second))
+	p3, err := v.Verify(ctx, token)
+	if err != nil || p3 == p1 {
+		t.Fatalf("after the TTL: %v, same principal %v", err, p3 == p1)
+	}
+	// Past exp, the cached entry does not outlive the token.
+	setClock(now.Add(90 * time.Second))
+	if _, err := v.Verify(ctx, token); !errors.Is(err, ErrTokenExpired) {
+		t.Fatalf("after exp: %v", err)
+	}
+
+	// Revocation works on a cached token at once.
+	setClock(now)
+	token2 := signToken(t, `{"alg":"RS256"}`, mustJSON(t, goodClaims(issRSA, now, map[string]any{"jti": "to-revoke"})), "RS256", k.rsa)
+	if _, err := v.Verify(ctx, token2); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Revoke(ctx, token2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(ctx, token2); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("revoked token: %v", err)
+	}
+	// Revocation by jti covers another token with the same issuer and jti.
+	token3 := signToken(t, `{"alg":"RS256","kid":"x"}`, mustJSON(t, goodClaims(issRSA, now, map[string]any{"jti": "to-revoke", "sub": "other"})), "RS256", k.rsa)
+	if _, err := v.Verify(ctx, token3); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("same jti: %v", err)
+	}
+	// A forged token revokes nothing.
+	forged := signToken(t, `{"alg":"RS256"}`, mustJSON(t, goodClaims(issRSA, now, map[string]any{"jti": "jti-1"})), "RS256", k.rsaAttacker)
+	if err := v.Revoke(ctx, forged); !errors.Is(err, ErrTokenSignature) {
+		t.Fatalf("Revoke(forged) = %v", err)
+	}
+	// A token without jti is revoked by its hash.
+	token4 := signToken(t, `{"alg":"RS256"}`, mustJSON(t, goodClaims(issRSA, now, map[string]any{"jti": nil})), "RS256", k.rsa)
+	if _, err := v.Verify(ctx, token4); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Revoke(ctx, token4); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(ctx, token4); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("revoked token without jti: %v", err)
+	}
+
+	// An ECDSA signature (r, s) has a twin (r, n-s) that verifies too; a
+	// revoked token without jti must not come back as its twin.
+	token5 := signToken(t, `{"alg":"ES256"}`, mustJSON(t, goodClaims("https://ec.example.com", now, map[string]any{"jti": nil})), "ES256", k.ec)
+	i := strings.LastIndexByte(token5, '.')
+	sig, _ := base64.RawURLEncoding.DecodeString(token5[i+1:])
+	sTwin := new(big.Int).Sub(k.ec.Curve.Params().N, new(big.Int).SetBytes(sig[32:]))
+	twinSig := append(sig[:32:32], sTwin.FillBytes(make([]byte, 32))...)
+	twin := token5[:i+1] + base64.RawURLEncoding.EncodeToString(twinSig)
+	if _, err := v.Verify(ctx, twin); err != nil {
+		t.Fatalf("the twin signature does not verify, so this test shows nothing: %v", err)
+	}
+	if err := v.Revoke(ctx, token5); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range []string{token5, twin} {
+		if _, err := v.Verify(ctx, tok); !errors.Is(err, ErrRevoked) {
+			t.Fatalf("revoked ECDSA token or its twin: %v", err)
+		}
+	}
+
+	// The cache stays within its bound.
+	for i := range 500 {
+		tok := signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, map[string]any{"jti": fmt.Sprint(i)})), "HS256", k.secret)
+		if _, err := v.Verify(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := 0
+	for i := range v.cache.shards {
+		n += len(v.cache.shards[i].entries)
+		if len(v.cache.shards[i].entries) > v.cache.shards[i].max {
+			t.Errorf("shard %d holds %d entries, max %d", i, len(v.cache.shards[i].entries), v.cache.shards[i].max)
+		}
+	}
+	if n > 32 {
+		t.Errorf("the cache holds %d entries, want at most 32", n)
+	}
+	// So does the header memo, whatever headers come.
+	for i := range 200 {
+		tok := signToken(t, fmt.Sprintf(`{"alg":"HS256","kid":"k%d"}`, i), mustJSON(t, goodClaims(issHMAC, now, nil)), "HS256", k.secret)
+		if _, err := v.Verify(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(v.headers.m); n > headerMemoSize {
+		t.Errorf("the header memo holds %d headers", n)
+	}
+}
+
+// failingRevocations is a revocation store that is down.
+type failingRevocations struct{}
+
+func (failingRevocations) Revoke(context.Context, string, time.Time) error { return errors.New("down") }
+func (failingRevocations) IsRevoked(context.Context, string) (bool, error) {
+	return false, errors.New("down")
+}
+
+func TestJWTRevocationStoreDown(t *testing.T) {
+	k := testKeys()
+	now := time.Now()
+	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", func(o *JWTVerifierOptions) { o.Revocations = failingRevocations{} })
+	token := signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), "HS256", k.secret)
+	h := Require(&RequireOptions{Logger: slog.New(slog.DiscardHandler)}, v)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("passed") }))
+	r := httptest.NewRequest("POST", "/mcp", nil)
+	r.Header.Set("Authorization", "Bearer "+token)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	if w.Code != http.StatusServiceUnavailable {
+		t.Errorf("status = %d, want 503", w.Code)
+	}
+}
+
+// TestJWKS runs against a real JWKS server: a key rotation is picked up
+// without a restart, a flood of random kids causes no fetch beyond the
+// first, and a JWKS that is down gives 503.
+func TestJWKS(t *testing.T) {
+	k := testKeys()
+	now := time.Now()
+	ctx := context.Background()
+	srv := newJWKSServer(t, map[string]any{"ec-1": &k.ec.PublicKey})
+	v := testVerifier(t, now, srv.URL, func(o *JWTVerifierOptions) { o.JWKSRefetchInterval = time.Hour })
+	if n := srv.fetches.Load(); n != 1 {
+		t.Fatalf("fetches at start = %d, want 1", n)
+	}
+	claims := mustJSON(t, goodClaims(issJWKS, now, nil))
+	if _, err := v.Verify(ctx, signToken(t, `{"alg":"ES256","kid":"ec-1"}`, claims, "ES256", k.ec)); err != nil {
+		t.Fatal(err)
+	}
+	// A token without a kid is tried against the set's keys of its type.
+	if _, err := v.Verify(ctx, signToken(t, `{"alg":"ES256"}`, claims, "ES256", k.ec)); err != nil {
+		t.Fatalf("no kid: %v", err)
+	}
+	// The JWK's key type decides, not the token: an RSA token with an EC kid.
+	if _, err := v.Verify(ctx, signToken(t, `{"alg":"RS256","kid":"ec-1"}`, claims, "RS256", k.rsa)); !errors.Is(err, ErrTokenAlgorithm) {
+		t.Fatalf("RS256 with an EC kid: %v", err)
+	}
+
+	// Rotation: the provider publishes a new key and signs with it.
+	srv.set(t, map[string]any{"ec-1": &k.ec.PublicKey, "ed-2": k.ed.Public()})
+	if _, err := v.Verify(ctx, signToken(t, `{"alg":"EdDSA","kid":"ed-2"}`, claims, "EdDSA", k.ed)); err != nil {
+		t.Fatalf("rotated key: %v", err)
+	}
+	if n := srv.fetches.Load(); n != 2 {
+		t.Fatalf("fetches after rotation = %d, want 2", n)
+	}
+
+	// A flood of tokens with random kids, concurrently: none passes and none
+	// causes a fetch, since the refetch interval has not passed.
+	var wg sync.WaitGroup
+	var unknown atomic.Int32
+	for i := range 200 {
+		wg.Go(func() {
+			_, err := v.Verify(ctx, signToken(t, fmt.Sprintf(`{"alg":"EdDSA","kid":"random-%d"}`, i), claims, "EdDSA", k.ed))
+			if errors.Is(err, ErrTokenUnknownKey) {
+				unknown.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := unknown.Load(); n != 200 {
+		t.Errorf("%d of 200 random kids were refused as unknown keys", n)
+	}
+	if n := srv.fetches.Load(); n != 2 {
+		t.Errorf("fetches after the flood = %d, want 2", n)
+	}
+
+	// The JWKS goes down: known keys keep working.
+	srv.setDown(true)
+	if _, err := v.Verify(ctx, signToken(t, `{"alg":"EdDSA","kid":"ed-2"}`, mustJSON(t, goodClaims(issJWKS, now, map[string]any{"jti": "x"})), "EdDSA", k.ed)); err != nil {
+		t.Fatalf("cached key while the JWKS is down: %v", err)
+	}
+}
+
+func TestJWKSDown(t *testing.T) {
+	k := testKeys()
+	now := time.Now()
+	srv := newJWKSServer(t, map[string]any{"ec-1": &k.ec.PublicKey})
+	srv.setDown(true)
+	var log bytes.Buffer
+	start := time.Now()
+	v := testVerifier(t, now, srv.URL, func(o *JWTVerifierOptions) {
+		o.Logger = slog.New(slog.NewTextHandler(&log, nil))
+		o.JWKSRefetchInterval = 100 * time.Millisecond
+	})
+	if !strings.Contains(log.String(), "JWKS fetch failed") {
+		t.Errorf("the failed fetch was not logged: %q", log.String())
+	}
+	token := signToken(t, `{"alg":"ES256","kid":"ec-1"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ec)
+	h := Require(&RequireOptions{Logger: slog.New(slog.DiscardHandler)}, v)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("passed") }))
+	for _, tok := range []string{token, signToken(t, `{"alg":"ES256"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ec)} {
+		r := httptest.NewRequest("POST", "/mcp", nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusServiceUnavailable {
+			t.Errorf("status = %d, want 503", w.Code)
+		}
+	}
+	// Once the JWKS is back, service resumes without a restart, after the
+	// retry interval (here the refetch interval, which is shorter).
+	srv.setDown(false)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := v.Verify(context.Background(), token)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, ErrUnavailable) || time.Now().After(deadline) {
+			t.Fatalf("after recovery: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// While it was down, the requests above caused few fetches: the start,
+	// then at most one per retry interval.
+	if n := srv.fetches.Load(); n > 2+int32(time.Since(start)/(100*time.Millisecond)) {
+		t.Errorf("%d fetches", n)
+	}
+}
+
+func TestJWKSBackgroundRefresh(t *testing.T) {
+	k := testKeys()
+	now := time.Now()
+	srv := newJWKSServer(t, map[string]any{"ec-1": &k.ec.PublicKey})
+	v := testVerifier(t, now, srv.URL, func(o *JWTVerifierOptions) {
+		o.JWKSRefreshInterval = 20 * time.Millisecond
+		o.JWKSRefetchInterval = time.Hour
+	})
+	// Use up the unknown-kid refetch, so only the background refresh can
+	// find the new key.
+	claims := mustJSON(t, goodClaims(issJWKS, now, nil))
+	if _, err := v.Verify(context.Background(), signToken(t, `{"alg":"ES256","kid":"nope"}`, claims, "ES256", k.ec)); !errors.Is(err, ErrTokenUnknownKey) {
+		t.Fatal(err)
+	}
+	srv.set(t, map[string]any{"ed-2": k.ed.Public()})
+	token := signToken(t, `{"alg":"EdDSA","kid":"ed-2"}`, claims, "EdDSA", k.ed)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := v.Verify(context.Background(), token)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the background refresh never picked up the new key: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The old key was dropped from the set, and so is refused now.
+	if _, err := v.Verify(context.Background(), signToken(t, `{"alg":"ES256","kid":"ec-1"}`, claims, "ES256", k.ec)); !errors.Is(err, ErrTokenUnknownKey) {
+		t.Errorf("removed key: %v", err)
+	}
+}
+
+func TestJWTIssuerRoundTrip(t *testing.T) {
+	k := testKeys()
+	for _, key := range []any{k.secret, k.ec, k.ed} {
+		iss, err := NewJWTIssuer(JWTIssuerOptions{Issuer: "https://as.example.com", Key: key, Audience: []string{testAudience}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Run(iss.Algorithm(), func(t *testing.T) {
+			tok, err := iss.Mint(TokenClaims{Subject: "svc", ClientID: "c", Scopes: []string{"a", "b"}, Roles: []string{"r"}, Extra: map[string]any{"tenant": "t1"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ti := iss.TrustedIssuer()
+			ti.Method = MethodOAuth
+			v, err := NewJWTVerifier(JWTVerifierOptions{Issuers: []TrustedIssuer{ti}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			p, err := v.Verify(context.Background(), tok)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Subject != "svc" || p.ClientID != "c" || fmt.Sprint(p.Scopes, p.Roles) != "[a b] [r]" || p.Claims["tenant"] != "t1" || p.Method != MethodOAuth {
+				t.Errorf("principal = %+v", p)
+			}
+			if iss.KeyID() != "" && p.KeyID != iss.KeyID() {
+				t.Errorf("KeyID = %q, want the kid %q", p.KeyID, iss.KeyID())
+			}
+			if d := p.Expiry.Sub(time.Now()); d < 59*time.Minute || d > time.Hour {
+				t.Errorf("expiry in %v, want an hour", d)
+			}
+			// Header: at+jwt, the issuer's alg and kid.
+			var hdr map[string]string
+			raw, _ := base64.RawURLEncoding.DecodeString(tok[:strings.IndexByte(tok, '.')])
+			json.Unmarshal(raw, &hdr)
+			if hdr["typ"] != "at+jwt" || hdr["alg"] != iss.Algorithm() || hdr["kid"] != iss.KeyID() {
+				t.Errorf("header = %v", hdr)
+			}
+			// Two tokens differ in jti.
+			tok2, _ := iss.Mint(TokenClaims{Subject: "svc"})
+			p2, err := v.Verify(context.Background(), tok2)
+			if err != nil || p2.Claims["jti"] == p.Claims["jti"] {
+				t.Errorf("second token: %v, jti %v", err, p2.Claims["jti"])
+			}
+			if _, err := iss.Mint(TokenClaims{Subject: "x", Extra: map[string]any{"sub": "root"}}); err == nil {
+				t.Error("Extra replaced sub")
+			}
+		})
+		// The JWKS of an asymmetric issuer serves a JWKS verifier.
+		if iss.PublicKey() == nil {
+			if _, err := iss.JWKS(); err == nil {
+				t.Error("an HMAC issuer published a JWKS")
+			}
+			continue
+		}
+		jwks, err := iss.JWKS()
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(jwks) }))
+		v, err := NewJWTVerifier(JWTVerifierOptions{Issuers: []TrustedIssuer{{Issuer: iss.Issuer(), Audiences: []string{testAudience}, JWKSURL: srv.URL}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, _ := iss.Mint(TokenClaims{Subject: "svc"})
+		if _, err := v.Verify(context.Background(), tok); err != nil {
+			t.Errorf("%s via JWKS: %v", iss.Algorithm(), err)
+		}
+		v.Close()
+		srv.Close()
+	}
+	for _, key := range []any{nil, []byte("short"), k.rsa, "a string secret of more than 32 bytes...."} {
+		if _, err := NewJWTIssuer(JWTIssuerOptions{Issuer: "i", Key: key}); err == nil {
+			t.Errorf("NewJWTIssuer accepted a %T key", key)
+		}
+	}
+}
