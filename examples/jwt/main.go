@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/mcpauth/mcpauth"
+	"github.com/mcpauth/mcpauth/examples/internal/demo"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -102,7 +103,7 @@ func run(args []string, getenv func(string) string, stdout io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log.Printf("MCP server on http://%s/mcp, accepting tokens from %s for %s", c.addr, c.issuer, c.audience)
-	return listenAndServe(ctx, c.addr, newHandler(verifier))
+	return demo.ListenAndServe(ctx, c.addr, newHandler(verifier))
 }
 
 // mint is the tutorial's create_token.
@@ -134,65 +135,11 @@ func newVerifier(c *config) (*mcpauth.JWTVerifier, error) {
 }
 
 func newHandler(auth mcpauth.Authenticator) http.Handler {
-	server := mcp.NewServer(&mcp.Implementation{Name: "mcpauth-jwt", Version: "1.0.0"}, nil)
-	mcp.AddTool(server, &mcp.Tool{Name: "hello", Description: "Greet someone"}, hello)
-	mcp.AddTool(server, &mcp.Tool{Name: "whoami", Description: "Show who you are authenticated as"}, whoami)
+	server := demo.NewServer("mcpauth-jwt")
 	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", mcpauth.Require(nil, auth)(handler))
 	return mux
-}
-
-type helloIn struct {
-	Name string `json:"name" jsonschema:"the name to greet"`
-}
-
-type helloOut struct {
-	Greeting string `json:"greeting"`
-}
-
-func hello(_ context.Context, _ *mcp.CallToolRequest, in helloIn) (*mcp.CallToolResult, helloOut, error) {
-	g := "Hello, " + in.Name + "!"
-	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: g}}}, helloOut{Greeting: g}, nil
-}
-
-type whoamiOut struct {
-	Subject string   `json:"subject"`
-	Method  string   `json:"method"`
-	Roles   []string `json:"roles"`
-	Scopes  []string `json:"scopes"`
-}
-
-// whoami reads the caller from the request, never from ctx: in a session,
-// ctx belongs to the session's first request, and the token may have been
-// refreshed since.
-func whoami(_ context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, whoamiOut, error) {
-	p := mcpauth.PrincipalFromRequest(req)
-	if p == nil {
-		return nil, whoamiOut{}, errors.New("not authenticated")
-	}
-	out := whoamiOut{Subject: p.Subject, Method: string(p.Method), Roles: p.Roles, Scopes: p.Scopes}
-	if out.Roles == nil {
-		out.Roles = []string{}
-	}
-	if out.Scopes == nil {
-		out.Scopes = []string{}
-	}
-	return nil, out, nil
-}
-
-func listenAndServe(ctx context.Context, addr string, h http.Handler) error {
-	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return srv.Shutdown(shutdown)
 }
 
 func list(s string) []string {
