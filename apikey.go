@@ -30,7 +30,7 @@ const APIKeyPrefix = "mcpk_"
 
 const (
 	keyRandomLen   = 43 // base62 characters: 43 × log2(62) ≈ 256.03 bits
-	keyChecksumLen = 6  // base62 characters of a CRC-32: 62^6 > 2^32
+	keyChecksumLen = 6  // base62 characters of a CRC-32C: 62^6 > 2^32
 	generatedLen   = len(APIKeyPrefix) + keyRandomLen + keyChecksumLen
 
 	// MinAPIKeyLen is the shortest key [NewAPIKeys] accepts. A short key can
@@ -169,7 +169,7 @@ func ParseAPIKeys(s string) ([]APIKey, error) {
 }
 
 // GenerateAPIKey returns a new key: [APIKeyPrefix], 256 bits from
-// crypto/rand in base62, and a CRC-32 checksum of the rest.
+// crypto/rand in base62, and a CRC-32C checksum of the rest.
 func GenerateAPIKey() (string, error) {
 	b := make([]byte, 0, generatedLen)
 	b = append(b, APIKeyPrefix...)
@@ -341,10 +341,14 @@ func checkKeyText(key string) error {
 	return nil
 }
 
-// keyChecksum returns the base62 CRC-32 of a generated key's prefix and
+// castagnoli is the CRC-32C table; with it crc32.Checksum uses the
+// processor's CRC instruction where there is one.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// keyChecksum returns the base62 CRC-32C of a generated key's prefix and
 // random part.
 func keyChecksum(body string) [keyChecksumLen]byte {
-	n := crc32.ChecksumIEEE(unsafe.Slice(unsafe.StringData(body), len(body)))
+	n := crc32.Checksum(unsafe.Slice(unsafe.StringData(body), len(body)), castagnoli)
 	var out [keyChecksumLen]byte
 	for i := keyChecksumLen - 1; i >= 0; i-- {
 		out[i] = base62[n%62]

@@ -101,7 +101,7 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, bridge http.H
 	// request that authenticated another way (X-API-Key, mTLS, a bearer
 	// header with unusual spacing) is shown to it with a placeholder header,
 	// and the original header is put back before next sees the request.
-	if _, _, _, canonical := header.Bearer(r.Header); !canonical {
+	if !header.Canonical(r.Header) {
 		ctx = context.WithValue(ctx, originalHeaderKey{}, r.Header)
 		r2 := r.WithContext(ctx)
 		r2.Header = make(http.Header, len(r.Header)+1)

@@ -42,6 +42,9 @@ func TestBearer(t *testing.T) {
 				h["Authorization"] = tt.values
 			}
 			token, present, ok, canonical := Bearer(h)
+			if Canonical(h) != canonical {
+				t.Errorf("Canonical(%q) = %v, Bearer says %v", tt.values, !canonical, canonical)
+			}
 			if token != tt.token || present != tt.present || ok != tt.ok || canonical != tt.canonical {
 				t.Errorf("Bearer(%q) = %q, %v, %v, %v; want %q, %v, %v, %v", tt.values, token, present, ok, canonical, tt.token, tt.present, tt.ok, tt.canonical)
 			}
@@ -116,6 +119,9 @@ func FuzzBearer(f *testing.F) {
 	f.Fuzz(func(t *testing.T, v string) {
 		h := http.Header{"Authorization": {v}, "X-Api-Key": {v}}
 		token, present, ok, canonical := Bearer(h)
+		if Canonical(h) != canonical {
+			t.Fatalf("Canonical(%q) disagrees with Bearer", v)
+		}
 		if !present {
 			t.Fatal("present = false for a header that is there")
 		}
