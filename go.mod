@@ -2,7 +2,10 @@ module github.com/mcpauth/mcpauth
 
 go 1.26.0
 
-require github.com/modelcontextprotocol/go-sdk v1.8.0
+require (
+	github.com/modelcontextprotocol/go-sdk v1.8.0
+	golang.org/x/time v0.16.0
+)
 
 require (
 	github.com/google/jsonschema-go v0.4.3 // indirect
@@ -12,5 +15,4 @@ require (
 	golang.org/x/oauth2 v0.38.0 // indirect
 	golang.org/x/sync v0.20.0 // indirect
 	golang.org/x/sys v0.41.0 // indirect
-	golang.org/x/time v0.16.0 // indirect
 )
