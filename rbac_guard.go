@@ -256,10 +256,8 @@ func (g *Guard) filterList(ctx context.Context, method string, req mcp.Request, 
 		}
 	}
 	p := PrincipalFromRequest(req)
-	allowed := func(name string) bool {
-		_, err := g.c.decide(p, k, name)
-		return err == nil
-	}
+	held := g.c.held(p)
+	allowed := func(name string) bool { return g.c.allows(p, held, k, name) }
 	// The result is copied, never changed in place: a server may hand the
 	// same one to every caller.
 	switch r := res.(type) {

@@ -399,6 +399,50 @@ var (
 	}
 )
 
+// held returns the roles p holds that the policy knows, as a set.
+func (c *compiled) held(p *Principal) roleBits {
+	set := make(roleBits, (len(c.roleNames)+63)/64)
+	if p != nil {
+		for _, role := range p.Roles {
+			if i, ok := c.roleIndex[role]; ok {
+				set.set(i)
+			}
+		}
+	}
+	return set
+}
+
+// allows reports whether p, holding the roles held, may use name. It makes
+// the decision decide makes, for filtering a list, where the principal's
+// roles are looked up once rather than once per entry.
+func (c *compiled) allows(p *Principal, held roleBits, k kind, name string) bool {
+	if p == nil {
+		return false
+	}
+	r := c.kinds[k].lookup(name)
+	if r == nil {
+		return false
+	}
+	if !r.anyRole {
+		ok := false
+		for w := range held {
+			if held[w]&r.allow[w] != 0 {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	for _, s := range r.scopes {
+		if !p.HasScope(s) {
+			return false
+		}
+	}
+	return true
+}
+
 // decide is the one decision function both enforcement forms share. It does
 // not allocate. rate limits are applied by the caller, with the rule it
 // returns.

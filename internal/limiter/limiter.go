@@ -99,15 +99,18 @@ func (m *Map) Take(key Key, limit rate.Limit, burst int) (ok bool, retryAfter ti
 	}
 	s.pushFront(e)
 	e.last = now
+	if e.lim.AllowN(now, 1) {
+		return true, 0
+	}
+	// Refused: ask when a token will be there, and give the reservation
+	// back so that asking costs nothing.
 	r := e.lim.ReserveN(now, 1)
 	if !r.OK() {
 		return false, e.refill
 	}
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return false, d
-	}
-	return true, 0
+	d := r.DelayFrom(now)
+	r.CancelAt(now)
+	return false, d
 }
 
 func (s *shard) insert(key Key, limit rate.Limit, burst int, now time.Time) *entry {
