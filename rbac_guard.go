@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -445,4 +446,21 @@ func (c *compiled) validate(names [numKinds][]string) (errs []error, warnings []
 		}
 	}
 	return errs, warnings
+}
+
+// CheckRoles returns an error naming each of roles that the policy does not
+// declare. Call it at start-up with the roles your credentials carry (the
+// roles of your API keys, the role claims you expect in tokens): a principal
+// with a misspelt role is not an error at run time, it is just given nothing.
+func (g *Guard) CheckRoles(roles ...string) error {
+	var unknown []string
+	for _, r := range roles {
+		if _, ok := g.c.roleIndex[r]; !ok && !slices.Contains(unknown, r) {
+			unknown = append(unknown, r)
+		}
+	}
+	if len(unknown) > 0 {
+		return fmt.Errorf("mcpauth: the policy does not declare the roles %q", unknown)
+	}
+	return nil
 }

@@ -266,3 +266,14 @@ func TestParsePolicy(t *testing.T) {
 		t.Error("LoadPolicy of a missing file succeeded")
 	}
 }
+
+func TestGuardCheckRoles(t *testing.T) {
+	g := mustGuard(t, tutorialPolicy())
+	if err := g.CheckRoles("viewer", "admin", "editor"); err != nil {
+		t.Error(err)
+	}
+	err := g.CheckRoles("viewer", "Admin", "editr", "Admin")
+	if err == nil || err.Error() != `mcpauth: the policy does not declare the roles ["Admin" "editr"]` {
+		t.Errorf("CheckRoles = %v", err)
+	}
+}
