@@ -2,7 +2,10 @@ package mcpauth
 
 import (
 	"fmt"
+	"log/slog"
 	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // TestListFilterAgreesWithDecide checks that the list filter's shortcut
@@ -55,5 +58,33 @@ func TestListFilterAgreesWithDecide(t *testing.T) {
 	}
 	if allowed == 0 || allowed == len(principals)*len(tools) {
 		t.Errorf("%d of %d allowed: the table does not exercise both outcomes", allowed, len(principals)*len(tools))
+	}
+}
+
+// TestGuardRateLimitMemoryBounded: distinct principals, each calling a
+// rate-limited tool once, never grow the guard's limiters past the cap.
+func TestGuardRateLimitMemoryBounded(t *testing.T) {
+	g, err := NewGuard(&Policy{Rules: []Rule{{Tool: "t", AnyCaller: true, RateLimit: "100/min"}}}, &GuardOptions{MaxRateLimiters: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 200_000
+	if testing.Short() {
+		n = 20_000
+	}
+	g.logger = slog.New(slog.DiscardHandler)
+	ctx := t.Context()
+	for i := range n {
+		p := (&Principal{Subject: fmt.Sprintf("p%d", i), Method: MethodJWT}).seal()
+		req := &mcp.CallToolRequest{Params: &mcp.CallToolParamsRaw{Name: "t"}, Extra: &mcp.RequestExtra{TokenInfo: p.tokenInfo()}}
+		if err := g.authorize(ctx, req, kindTool, "t"); err != nil {
+			t.Fatalf("principal %d: %v", i, err)
+		}
+		if i%10_000 == 0 && g.limiters.Len() > 4096 {
+			t.Fatalf("%d limiters after %d principals", g.limiters.Len(), i+1)
+		}
+	}
+	if got := g.limiters.Len(); got > g.limiters.Cap() || g.limiters.Cap() > 4096 {
+		t.Errorf("%d limiters held, cap %d", got, g.limiters.Cap())
 	}
 }

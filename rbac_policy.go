@@ -337,6 +337,9 @@ func compileRule(i int, pr *Rule, c *compiled, closures []roleBits, words int) (
 	}
 
 	what := kindNames[r.kind]
+	if r.prefix == "" && r.pattern != "*" {
+		what += " " + strconv.Quote(r.pattern)
+	}
 	roles := "role " + strings.Join(pr.Roles, " or ")
 	scopes := "scope " + strings.Join(pr.Scopes, " and ")
 	if len(pr.Scopes) > 1 {
