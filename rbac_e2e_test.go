@@ -355,7 +355,11 @@ func TestGuardPromptsAndResources(t *testing.T) {
 		mcpauth.Rule{Resource: "file:///private/*", Roles: []string{"admin"}},
 	)
 	g := mustGuard(t, policy)
-	s := mcp.NewServer(&mcp.Implementation{Name: "rbac", Version: "1"}, nil)
+	s := mcp.NewServer(&mcp.Implementation{Name: "rbac", Version: "1"}, &mcp.ServerOptions{
+		CompletionHandler: func(context.Context, *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
+			return &mcp.CompleteResult{Completion: mcp.CompletionResultDetails{Values: []string{"x"}}}, nil
+		},
+	})
 	addTutorialTools(s, g, false)
 	for _, name := range []string{"greet", "audit-log"} {
 		s.AddPrompt(&mcp.Prompt{Name: name}, func(context.Context, *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
@@ -367,6 +371,9 @@ func TestGuardPromptsAndResources(t *testing.T) {
 			return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: req.Params.URI, Text: "x"}}}, nil
 		})
 	}
+	s.AddResourceTemplate(&mcp.ResourceTemplate{Name: "private", URITemplate: "file:///private/{name}"}, func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return nil, mcp.ResourceNotFoundError("")
+	})
 	if err := g.Validate(context.Background(), s); err != nil {
 		t.Fatal(err)
 	}
@@ -417,6 +424,17 @@ func TestGuardPromptsAndResources(t *testing.T) {
 				_, err = cs.GetPrompt(ctx, &mcp.GetPromptParams{Name: "audit-log"})
 				if (err == nil) != (role == "admin") || (err != nil && !strings.Contains(err.Error(), "requires role admin")) {
 					t.Errorf("%s: prompts/get audit-log: %v", role, err)
+				}
+				tl, err := cs.ListResourceTemplates(ctx, nil)
+				if err != nil || len(tl.ResourceTemplates) != map[string]int{"viewer": 0, "admin": 1}[role] {
+					t.Errorf("%s: resources/templates/list: %v, %v", role, tl, err)
+				}
+				_, err = cs.Complete(ctx, &mcp.CompleteParams{Ref: &mcp.CompleteReference{Type: "ref/prompt", Name: "audit-log"}, Argument: mcp.CompleteParamsArgument{Name: "a"}})
+				if (err == nil) != (role == "admin") {
+					t.Errorf("%s: completion/complete of audit-log: %v", role, err)
+				}
+				if _, err := cs.Complete(ctx, &mcp.CompleteParams{Ref: &mcp.CompleteReference{Type: "ref/prompt", Name: "greet"}, Argument: mcp.CompleteParamsArgument{Name: "a"}}); err != nil {
+					t.Errorf("%s: completion/complete of greet: %v", role, err)
 				}
 				_, err = cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "file:///private/b"})
 				if (err == nil) != (role == "admin") || (err != nil && !strings.Contains(err.Error(), "requires role admin")) {

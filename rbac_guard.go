@@ -114,7 +114,8 @@ type guardedKey struct{}
 //
 // A denied tools/call gets a tool error (IsError) whose text says what the
 // tool requires; a call over its rate limit gets one that says when to retry.
-// A denied prompts/get, resources/read or resources/subscribe gets a
+// A denied prompts/get, resources/read, resources/subscribe or
+// completion/complete (of a prompt's or resource's arguments) gets a
 // JSON-RPC invalid-params error with the same text. List results are
 // filtered per caller and marked cacheScope "private"; see docs/rbac.md for
 // how that is read under each protocol version.
@@ -162,6 +163,26 @@ func (g *Guard) Middleware() mcp.Middleware {
 					}
 				}
 				if err := g.authorize(ctx, req, k, name); err != nil {
+					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
+				}
+			case "completion/complete":
+				// Completing a prompt's or resource's arguments is a way to
+				// probe it: allowed only to callers that may use it. It is not
+				// counted against the rule's rate limit.
+				r, ok := req.(*mcp.CompleteRequest)
+				if !ok || r.Params == nil || r.Params.Ref == nil {
+					break
+				}
+				k, name := kindPrompt, r.Params.Ref.Name
+				if r.Params.Ref.Type == "ref/resource" {
+					k, name = kindResource, r.Params.Ref.URI
+				}
+				if !g.c.kinds[k].active {
+					break
+				}
+				p := PrincipalFromRequest(req)
+				if _, err := g.c.decide(p, k, name); err != nil {
+					audit(ctx, g.logger, slog.LevelWarn, "mcp", p, k, name, err)
 					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
 				}
 			case "prompts/list":
