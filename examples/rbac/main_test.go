@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -81,5 +82,18 @@ func TestExampleRefusesUnknownRole(t *testing.T) {
 	_, _, err := newHandler(k+":bob:administrator", tutorialPolicy())
 	if err == nil || !strings.Contains(err.Error(), `"administrator"`) || strings.Contains(err.Error(), k) {
 		t.Errorf("err = %v", err)
+	}
+}
+
+// TestExamplePolicyFile: the shipped policy file is the policy built in Go.
+func TestExamplePolicyFile(t *testing.T) {
+	p, err := mcpauth.LoadPolicy("policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := tutorialPolicy()
+	want.Roles["viewer"] = []string{}
+	if !reflect.DeepEqual(p, want) {
+		t.Errorf("policy.yaml = %+v\nwant %+v", p, want)
 	}
 }
