@@ -186,3 +186,53 @@ func BenchmarkGuardToolsList(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkGuardToolCallHTTP measures one tools/call from go-sdk's client
+// over loopback HTTP, to a server of 100 tools with and without the guard:
+// the guard's share of a real call.
+func BenchmarkGuardToolCallHTTP(b *testing.B) {
+	const n = 100
+	g, err := NewGuard(benchPolicy(n, false), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	key, err := GenerateAPIKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys, err := NewAPIKeys(APIKey{Key: key, Subject: "bench", Roles: []string{"r5"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	mode := mcptest.Modes[0] // a session: the usual steady state of a client
+	for _, guarded := range []bool{false, true} {
+		s := mcp.NewServer(&mcp.Implementation{Name: "bench", Version: "1"}, nil)
+		for i := range n {
+			mcp.AddTool(s, &mcp.Tool{Name: fmt.Sprintf("tool-%04d", i)},
+				func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, struct{}, error) {
+					return nil, struct{}{}, nil
+				})
+		}
+		name := "http/unguarded"
+		if guarded {
+			s.AddReceivingMiddleware(g.Middleware())
+			name = "http/guarded"
+		}
+		srv := mcptest.Serve(b, Require(&RequireOptions{Logger: discardLogger}, keys)(mode.Handler(s)))
+		cs, err := mcptest.Connect(b, mode, srv.URL, mcptest.NewHeaders("X-API-Key", key))
+		if err != nil {
+			b.Fatal(err)
+		}
+		params := &mcp.CallToolParams{Name: "tool-0057", Arguments: map[string]any{}}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				res, err := cs.CallTool(ctx, params)
+				if err != nil || res.IsError {
+					b.Fatalf("%v, %v", res, err)
+				}
+			}
+		})
+	}
+}
