@@ -30,7 +30,7 @@ type GuardOptions struct {
 	// limiter whose bucket has refilled is dropped first (which changes
 	// nothing); past the cap the least recently used one is dropped, which
 	// gives its caller a full bucket early. Zero (the default) means 65,536,
-	// about 16 MB at most.
+	// some 22 MB at most.
 	MaxRateLimiters int
 
 	// MaxPeekBytes bounds how much of a request body [Guard.RequireScopes]
