@@ -88,7 +88,7 @@ func (g *Guard) RequireScopes(opts *RequireOptions) func(http.Handler) http.Hand
 					return
 				}
 			}
-			if r.Body == nil || r.Body == http.NoBody {
+			if r.Body == nil || r.Body == http.NoBody || r.ContentLength > g.peek {
 				next.ServeHTTP(w, r)
 				return
 			}
