@@ -440,8 +440,8 @@ func TestGuardPromptsAndResources(t *testing.T) {
 				if (err == nil) != (role == "admin") || (err != nil && !strings.Contains(err.Error(), "requires role admin")) {
 					t.Errorf("%s: resources/read private: %v", role, err)
 				}
-				if _, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "file:///public/a"}); err != nil {
-					t.Errorf("%s: resources/read public: %v", role, err)
+				if rr, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "file:///public/a"}); err != nil || rr.CacheScope != "private" {
+					t.Errorf("%s: resources/read public: %v, %v", role, rr, err)
 				}
 			}
 		})

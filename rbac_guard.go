@@ -165,6 +165,17 @@ func (g *Guard) Middleware() mcp.Middleware {
 				if err := g.authorize(ctx, req, k, name); err != nil {
 					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
 				}
+				if method == "resources/read" {
+					// A guarded resource is not for everyone: no intermediary
+					// may serve it to another caller (2026-07-28 cacheScope).
+					res, err := next(ctx, method, req)
+					if rr, ok := res.(*mcp.ReadResourceResult); ok && err == nil {
+						out := *rr
+						out.CacheScope = "private"
+						return &out, nil
+					}
+					return res, err
+				}
 			case "completion/complete":
 				// Completing a prompt's or resource's arguments is a way to
 				// probe it: allowed only to callers that may use it. It is not
