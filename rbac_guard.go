@@ -214,7 +214,7 @@ func (g *Guard) Middleware() mcp.Middleware {
 // guard some tools rather than install [Guard.Middleware]. It makes the same
 // decision as the middleware, with the name the call was made with, and
 // reports a refusal as a tool error. Behind the middleware it does not check
-// a call again.
+// a call again. It does not filter tools/list: only the middleware can.
 //
 // go-sdk validates a call's arguments before it runs the handler, so a caller
 // the wrapper refuses may still learn from a validation error what arguments
