@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"testing"
 
 	"github.com/mcpauth/mcpauth/internal/mcptest"
@@ -170,12 +171,15 @@ func BenchmarkGuardToolsList(b *testing.B) {
 		if c.guarded {
 			s.AddReceivingMiddleware(g.Middleware())
 		}
-		srv := mcptest.Serve(b, Require(&RequireOptions{Logger: discardLogger}, keys)(mode.Handler(s)))
-		cs, err := mcptest.Connect(b, mode, srv.URL, mcptest.NewHeaders("X-API-Key", c.key))
-		if err != nil {
-			b.Fatal(err)
-		}
 		b.Run(c.name, func(b *testing.B) {
+			// Served and connected per sub-benchmark, and closed at its end, so
+			// that one's heap does not slow the next one's garbage collection.
+			srv := mcptest.Serve(b, Require(&RequireOptions{Logger: discardLogger}, keys)(mode.Handler(s)))
+			cs, err := mcptest.Connect(b, mode, srv.URL, mcptest.NewHeaders("X-API-Key", c.key))
+			if err != nil {
+				b.Fatal(err)
+			}
+			runtime.GC()
 			b.ReportAllocs()
 			for b.Loop() {
 				res, err := cs.ListTools(ctx, nil)
@@ -219,13 +223,14 @@ func BenchmarkGuardToolCallHTTP(b *testing.B) {
 			s.AddReceivingMiddleware(g.Middleware())
 			name = "http/guarded"
 		}
-		srv := mcptest.Serve(b, Require(&RequireOptions{Logger: discardLogger}, keys)(mode.Handler(s)))
-		cs, err := mcptest.Connect(b, mode, srv.URL, mcptest.NewHeaders("X-API-Key", key))
-		if err != nil {
-			b.Fatal(err)
-		}
 		params := &mcp.CallToolParams{Name: "tool-0057", Arguments: map[string]any{}}
 		b.Run(name, func(b *testing.B) {
+			srv := mcptest.Serve(b, Require(&RequireOptions{Logger: discardLogger}, keys)(mode.Handler(s)))
+			cs, err := mcptest.Connect(b, mode, srv.URL, mcptest.NewHeaders("X-API-Key", key))
+			if err != nil {
+				b.Fatal(err)
+			}
+			runtime.GC()
 			b.ReportAllocs()
 			for b.Loop() {
 				res, err := cs.CallTool(ctx, params)
