@@ -164,6 +164,16 @@ func restoreHeader(next http.Handler) http.Handler {
 
 // fail writes the response for a refused request and its audit event.
 func (m *middleware) fail(w http.ResponseWriter, r *http.Request, err error) {
+	m.auditFailure(r, err, classOf(err))
+	writeChallenge(w, err, m.opts.ResourceMetadataURL)
+}
+
+// writeChallenge writes the response for a request refused with err: the
+// status and RFC 6749 error code that err's class maps to, a WWW-Authenticate
+// Bearer challenge (RFC 6750 §3) for 401 and 403, carrying resourceMetadata
+// when it is not empty and the required scopes of a [ScopeError], and a body
+// with the class's fixed description.
+func writeChallenge(w http.ResponseWriter, err error, resourceMetadata string) {
 	c := classOf(err)
 	status, code := http.StatusUnauthorized, "invalid_token"
 	var scopeErr *ScopeError
@@ -175,7 +185,6 @@ func (m *middleware) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, ErrUnavailable):
 		status, code = http.StatusServiceUnavailable, "temporarily_unavailable"
 	}
-	m.auditFailure(r, err, c)
 
 	if status == http.StatusUnauthorized || status == http.StatusForbidden {
 		var b strings.Builder
@@ -188,8 +197,8 @@ func (m *middleware) fail(w http.ResponseWriter, r *http.Request, err error) {
 			b.WriteString(strconv.Quote(v))
 			sep = ", "
 		}
-		if m.opts.ResourceMetadataURL != "" {
-			param("resource_metadata", m.opts.ResourceMetadataURL)
+		if resourceMetadata != "" {
+			param("resource_metadata", resourceMetadata)
 		}
 		// RFC 6750 §3.1: a request without credentials gets no error code.
 		if !errors.Is(err, ErrNoCredentials) {

@@ -1,0 +1,234 @@
+// Command rbac serves the tutorial's four tools behind API keys and the RBAC
+// guard: each caller sees, and may call, only the tools of its role.
+//
+//	go run ./examples/rbac [-addr 127.0.0.1:8080] [-policy policy.yaml]
+//
+// Roles form a hierarchy, admin ⊇ editor ⊇ viewer:
+//
+//	read-data     viewer   100 calls/min per caller
+//	write-data    editor    50 calls/min
+//	delete-data   admin     10 calls/min
+//	manage-users  admin     20 calls/min
+//
+// Keys come from MCP_API_KEYS as KEY:SUBJECT:ROLE entries, comma-separated.
+// With none, it generates one key per role and prints them once.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/mcpauth/mcpauth"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
+	policyFile := flag.String("policy", "", "JSON or YAML policy `file`; empty means the tutorial's policy, built in Go")
+	flag.Parse()
+	if err := run(*addr, *policyFile); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(addr, policyFile string) error {
+	policy := tutorialPolicy()
+	if policyFile != "" {
+		var err error
+		if policy, err = mcpauth.LoadPolicy(policyFile); err != nil {
+			return err
+		}
+	}
+	h, generated, err := newHandler(os.Getenv(mcpauth.EnvAPIKeys), policy)
+	if err != nil {
+		return err
+	}
+	if len(generated) > 0 {
+		fmt.Printf("No %s set: generated one API key per role for this run. They are shown once.\n\n", mcpauth.EnvAPIKeys)
+		for _, k := range generated {
+			fmt.Printf("  %-7s %s\n", k.Roles[0], k.Key)
+		}
+		fmt.Printf("\nTo keep them across restarts:\n  export %s='", mcpauth.EnvAPIKeys)
+		for i, k := range generated {
+			if i > 0 {
+				fmt.Print(",")
+			}
+			fmt.Printf("%s:%s:%s", k.Key, k.Subject, k.Roles[0])
+		}
+		fmt.Print("'\n\n")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log.Printf("MCP server on http://%s/mcp", addr)
+	return listenAndServe(ctx, addr, h)
+}
+
+// tutorialPolicy is the tutorial's permission table.
+func tutorialPolicy() *mcpauth.Policy {
+	return &mcpauth.Policy{
+		Roles: map[string][]string{
+			"admin":  {"editor"}, // admin may do all that editor may
+			"editor": {"viewer"},
+			"viewer": nil,
+		},
+		Rules: []mcpauth.Rule{
+			{Tool: "read-data", Roles: []string{"viewer"}, RateLimit: "100/min"},
+			{Tool: "write-data", Roles: []string{"editor"}, RateLimit: "50/min"},
+			{Tool: "delete-data", Roles: []string{"admin"}, RateLimit: "10/min"},
+			{Tool: "manage-users", Roles: []string{"admin"}, RateLimit: "20/min"},
+		},
+	}
+}
+
+// newHandler returns the server's handler for the keys in env (the
+// MCP_API_KEYS format) and the policy. With no keys it generates one per
+// role and returns them.
+func newHandler(env string, policy *mcpauth.Policy) (_ http.Handler, generated []mcpauth.APIKey, _ error) {
+	keys, err := mcpauth.ParseAPIKeys(env)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(keys) == 0 {
+		for _, role := range []string{"viewer", "editor", "admin"} {
+			k, err := mcpauth.GenerateAPIKey()
+			if err != nil {
+				return nil, nil, err
+			}
+			keys = append(keys, mcpauth.APIKey{Key: k, Subject: role + "-user", Roles: []string{role}})
+		}
+		generated = keys
+	}
+	auth, err := mcpauth.NewAPIKeys(keys...)
+	if err != nil {
+		return nil, nil, err
+	}
+
+	guard, err := mcpauth.NewGuard(policy, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	// A key whose role the policy does not know would be allowed nothing:
+	// refuse to start instead.
+	for i, k := range keys {
+		if err := guard.CheckRoles(k.Roles...); err != nil {
+			return nil, nil, fmt.Errorf("%s entry %d: %w", mcpauth.EnvAPIKeys, i+1, err)
+		}
+	}
+
+	server := mcp.NewServer(&mcp.Implementation{Name: "mcpauth-rbac", Version: "1.0.0"}, nil)
+	addTools(server, newStore())
+	// Validate before serving: a rule for a tool the server lacks is an
+	// error; a tool no rule covers is logged (it is denied to everyone).
+	if err := guard.Validate(context.Background(), server); err != nil {
+		return nil, nil, err
+	}
+	server.AddReceivingMiddleware(guard.Middleware())
+
+	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", mcpauth.Require(nil, auth)(guard.RequireScopes(nil)(handler)))
+	return mux, generated, nil
+}
+
+// store is the in-memory data the tools work on.
+type store struct {
+	mu    sync.Mutex
+	data  map[string]string
+	users map[string]string
+}
+
+func newStore() *store {
+	return &store{
+		data:  map[string]string{"greeting": "hello, world"},
+		users: map[string]string{},
+	}
+}
+
+type (
+	ReadIn struct {
+		Key string `json:"key" jsonschema:"the key to read"`
+	}
+	ReadOut struct {
+		Found bool   `json:"found"`
+		Value string `json:"value"`
+	}
+	WriteIn struct {
+		Key   string `json:"key" jsonschema:"the key to write"`
+		Value string `json:"value" jsonschema:"the value to store"`
+	}
+	DeleteIn struct {
+		Key string `json:"key" jsonschema:"the key to delete"`
+	}
+	DoneOut struct {
+		Done bool `json:"done"`
+	}
+	UserIn struct {
+		User string `json:"user" jsonschema:"the user to change"`
+		Role string `json:"role" jsonschema:"the user's new role"`
+	}
+	UsersOut struct {
+		Users []string `json:"users"`
+	}
+)
+
+func addTools(s *mcp.Server, st *store) {
+	mcp.AddTool(s, &mcp.Tool{Name: "read-data", Description: "Read a value (viewer)"},
+		func(_ context.Context, _ *mcp.CallToolRequest, in ReadIn) (*mcp.CallToolResult, ReadOut, error) {
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			v, ok := st.data[in.Key]
+			return nil, ReadOut{Found: ok, Value: v}, nil
+		})
+	mcp.AddTool(s, &mcp.Tool{Name: "write-data", Description: "Write a value (editor)"},
+		func(_ context.Context, _ *mcp.CallToolRequest, in WriteIn) (*mcp.CallToolResult, DoneOut, error) {
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			st.data[in.Key] = in.Value
+			return nil, DoneOut{Done: true}, nil
+		})
+	mcp.AddTool(s, &mcp.Tool{Name: "delete-data", Description: "Delete a value (admin)"},
+		func(_ context.Context, _ *mcp.CallToolRequest, in DeleteIn) (*mcp.CallToolResult, DoneOut, error) {
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			_, ok := st.data[in.Key]
+			delete(st.data, in.Key)
+			return nil, DoneOut{Done: ok}, nil
+		})
+	mcp.AddTool(s, &mcp.Tool{Name: "manage-users", Description: "Set a user's role (admin)"},
+		func(_ context.Context, _ *mcp.CallToolRequest, in UserIn) (*mcp.CallToolResult, UsersOut, error) {
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			st.users[in.User] = in.Role
+			out := UsersOut{Users: []string{}}
+			for u, r := range st.users {
+				out.Users = append(out.Users, u+":"+r)
+			}
+			sort.Strings(out.Users)
+			return nil, out, nil
+		})
+}
+
+// listenAndServe serves h at addr until ctx is done, with the timeouts a
+// server facing the network needs, then shuts down gracefully.
+func listenAndServe(ctx context.Context, addr string, h http.Handler) error {
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdown)
+}

@@ -1,0 +1,498 @@
+package mcpauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcpauth/mcpauth/internal/limiter"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// GuardOptions configures [NewGuard]. The zero value is the strict setting.
+type GuardOptions struct {
+	// Logger receives one audit event per decision: denials at Warn,
+	// allowed calls at Debug (the authentication event at Info already
+	// records who called). Events carry the subject, method, key ID, what
+	// was called and the reason; never a credential. Nil (the default)
+	// means slog.Default(), looked up at each event.
+	Logger *slog.Logger
+
+	// MaxRateLimiters caps the number of per-caller rate limiters kept in
+	// memory, so that a flood of distinct callers cannot exhaust it. A
+	// limiter whose bucket has refilled is dropped first (which changes
+	// nothing); past the cap the least recently used one is dropped, which
+	// gives its caller a full bucket early. Zero (the default) means 65,536,
+	// some 22 MB at most.
+	MaxRateLimiters int
+
+	// MaxPeekBytes bounds how much of a request body [Guard.RequireScopes]
+	// reads to find the method and tool. A larger body goes on unread by it,
+	// and the MCP-level guard decides alone. Zero (the default) means 1 MiB.
+	MaxPeekBytes int64
+}
+
+// A Guard enforces a [Policy] on an MCP server: it denies tools/call (and
+// prompts/get, resources/read and resources/subscribe, when rules name
+// prompts or resources) to callers the policy does not allow, applies the
+// rules' rate limits, and filters tools/list (and the prompt and resource
+// lists) down to what each caller may use.
+//
+// The guard reads the caller with [PrincipalFromRequest], from the MCP request
+// being handled, never from a context: in a stateful session a context may
+// belong to the session's first HTTP request and carry a credential that has
+// since been rotated or downgraded. It treats every authentication method
+// alike, and denies a request that carries no principal.
+//
+// A Guard is safe for concurrent use.
+type Guard struct {
+	c        *compiled
+	logger   *slog.Logger
+	peek     int64
+	limiters *limiter.Map // nil when no rule has a rate limit
+	now      func() time.Time
+
+	// wrapped is set once [GuardTool] has wrapped a handler: from then on the
+	// middleware marks the calls it has allowed, so that a wrapped handler
+	// behind it does not check (and count) them twice.
+	wrapped atomic.Bool
+	// validating holds the sessions [Guard.Validate] opens, whose lists the
+	// middleware passes unfiltered. Only this package can create them.
+	validating sync.Map
+}
+
+// NewGuard compiles the policy. It returns an error for an invalid policy:
+// an undeclared role, a cycle of inheritance, a malformed pattern or rate
+// limit, two rules for one pattern, or a rule that requires nothing.
+func NewGuard(p *Policy, opts *GuardOptions) (*Guard, error) {
+	c, err := compilePolicy(p)
+	if err != nil {
+		return nil, err
+	}
+	g := &Guard{c: c, peek: 1 << 20, now: time.Now}
+	if opts != nil {
+		g.logger = opts.Logger
+		if opts.MaxPeekBytes > 0 {
+			g.peek = opts.MaxPeekBytes
+		}
+	}
+	for _, r := range c.rules {
+		if r.limited {
+			n := 65536
+			if opts != nil && opts.MaxRateLimiters > 0 {
+				n = opts.MaxRateLimiters
+			}
+			g.limiters = limiter.New(n, func() time.Time { return g.now() })
+			break
+		}
+	}
+	return g, nil
+}
+
+// Check reports whether p may call the tool, ignoring rate limits: nil, or an
+// error wrapping [ErrForbidden] (and a [ScopeError] when only scopes are
+// missing) or [ErrNoCredentials] for a nil principal. Its text says what the
+// tool requires, for example "requires role editor".
+func (g *Guard) Check(p *Principal, tool string) error {
+	_, err := g.c.decide(p, kindTool, tool)
+	return err
+}
+
+// guardedKey marks the context of a call the middleware has allowed; its
+// value is the *Guard that allowed it.
+type guardedKey struct{}
+
+// Middleware returns go-sdk receiving middleware that enforces the policy.
+// Add it with Server.AddReceivingMiddleware.
+//
+// A denied tools/call gets a tool error (IsError) whose text says what the
+// tool requires; a call over its rate limit gets one that says when to retry.
+// A denied prompts/get, resources/read, resources/subscribe or
+// completion/complete (of a prompt's or resource's arguments) gets a
+// JSON-RPC invalid-params error with the same text. List results are
+// filtered per caller and marked cacheScope "private"; see docs/rbac.md for
+// how that is read under each protocol version.
+func (g *Guard) Middleware() mcp.Middleware {
+	return func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			switch method {
+			case "tools/call":
+				var name string
+				if r, ok := req.(*mcp.CallToolRequest); ok && r.Params != nil {
+					name = r.Params.Name
+				}
+				if err := g.authorize(ctx, req, kindTool, name); err != nil {
+					res := &mcp.CallToolResult{}
+					res.SetError(err)
+					return res, nil
+				}
+				if g.wrapped.Load() {
+					ctx = context.WithValue(ctx, guardedKey{}, g)
+				}
+				return next(ctx, method, req)
+			case "tools/list":
+				return g.filterList(ctx, method, req, next, kindTool)
+			case "prompts/get", "resources/read", "resources/subscribe":
+				k := kindPrompt
+				if method != "prompts/get" {
+					k = kindResource
+				}
+				if !g.c.kinds[k].active {
+					break
+				}
+				var name string
+				switch r := req.(type) {
+				case *mcp.GetPromptRequest:
+					if r.Params != nil {
+						name = r.Params.Name
+					}
+				case *mcp.ReadResourceRequest:
+					if r.Params != nil {
+						name = r.Params.URI
+					}
+				case *mcp.SubscribeRequest:
+					if r.Params != nil {
+						name = r.Params.URI
+					}
+				}
+				if err := g.authorize(ctx, req, k, name); err != nil {
+					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
+				}
+				if method == "resources/read" {
+					// A guarded resource is not for everyone: no intermediary
+					// may serve it to another caller (2026-07-28 cacheScope).
+					res, err := next(ctx, method, req)
+					if rr, ok := res.(*mcp.ReadResourceResult); ok && err == nil {
+						out := *rr
+						out.CacheScope = "private"
+						return &out, nil
+					}
+					return res, err
+				}
+			case "completion/complete":
+				// Completing a prompt's or resource's arguments is a way to
+				// probe it: allowed only to callers that may use it. It is not
+				// counted against the rule's rate limit.
+				r, ok := req.(*mcp.CompleteRequest)
+				if !ok || r.Params == nil || r.Params.Ref == nil {
+					break
+				}
+				k, name := kindPrompt, r.Params.Ref.Name
+				if r.Params.Ref.Type == "ref/resource" {
+					k, name = kindResource, r.Params.Ref.URI
+				}
+				if !g.c.kinds[k].active {
+					break
+				}
+				p := PrincipalFromRequest(req)
+				if _, err := g.c.decide(p, k, name); err != nil {
+					audit(ctx, g.logger, slog.LevelWarn, "mcp", p, k, name, err)
+					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
+				}
+			case "prompts/list":
+				if g.c.kinds[kindPrompt].active {
+					return g.filterList(ctx, method, req, next, kindPrompt)
+				}
+			case "resources/list", "resources/templates/list":
+				if g.c.kinds[kindResource].active {
+					return g.filterList(ctx, method, req, next, kindResource)
+				}
+			}
+			return next(ctx, method, req)
+		}
+	}
+}
+
+// GuardTool wraps one typed tool handler with the guard, for servers that
+// guard some tools rather than install [Guard.Middleware]. It makes the same
+// decision as the middleware, with the name the call was made with, and
+// reports a refusal as a tool error. Behind the middleware it does not check
+// a call again. It does not filter tools/list: only the middleware can.
+//
+// go-sdk validates a call's arguments before it runs the handler, so a caller
+// the wrapper refuses may still learn from a validation error what arguments
+// the tool takes; the middleware decides before that.
+func GuardTool[In, Out any](g *Guard, h mcp.ToolHandlerFor[In, Out]) mcp.ToolHandlerFor[In, Out] {
+	g.wrapped.Store(true)
+	return func(ctx context.Context, req *mcp.CallToolRequest, in In) (*mcp.CallToolResult, Out, error) {
+		if by, _ := ctx.Value(guardedKey{}).(*Guard); by != g {
+			var name string
+			if req != nil && req.Params != nil {
+				name = req.Params.Name
+			}
+			var r mcp.Request
+			if req != nil {
+				r = req
+			}
+			if err := g.authorize(ctx, r, kindTool, name); err != nil {
+				// A plain error becomes a tool error with err's text.
+				var zero Out
+				return nil, zero, err
+			}
+		}
+		return h(ctx, req, in)
+	}
+}
+
+// authorize decides one call and applies its rule's rate limit.
+func (g *Guard) authorize(ctx context.Context, req mcp.Request, k kind, name string) error {
+	p := PrincipalFromRequest(req)
+	r, err := g.c.decide(p, k, name)
+	if err == nil && r.limited {
+		// The session identity go-sdk uses, already built for the request:
+		// reading it allocates nothing.
+		id := req.GetExtra().TokenInfo.UserID
+		if id == "" {
+			id = p.UserID()
+		}
+		if ok, retry := g.limiters.Take(limiter.Key{Rule: r.index, ID: id}, r.limit, r.burst); !ok {
+			err = rateLimitError(k, retry)
+		}
+	}
+	if err != nil {
+		audit(ctx, g.logger, slog.LevelWarn, "mcp", p, k, name, err)
+		return err
+	}
+	audit(ctx, g.logger, slog.LevelDebug, "mcp", p, k, name, nil)
+	return nil
+}
+
+func rateLimitError(k kind, retry time.Duration) error {
+	secs := int64((retry + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	return &accessError{
+		class:      ErrRateLimited,
+		reason:     "rate_limited",
+		msg:        "mcpauth: rate limit exceeded for this " + kindNames[k] + ": retry after " + strconv.FormatInt(secs, 10) + "s",
+		retryAfter: retry,
+	}
+}
+
+// filterList runs a list method and keeps what the caller may use.
+func (g *Guard) filterList(ctx context.Context, method string, req mcp.Request, next mcp.MethodHandler, k kind) (mcp.Result, error) {
+	res, err := next(ctx, method, req)
+	if err != nil || res == nil {
+		return res, err
+	}
+	if req != nil {
+		if _, ok := g.validating.Load(req.GetSession()); ok {
+			return res, nil
+		}
+	}
+	p := PrincipalFromRequest(req)
+	held := g.c.held(p)
+	allowed := func(name string) bool { return g.c.allows(p, held, k, name) }
+	// The result is copied, never changed in place: a server may hand the
+	// same one to every caller.
+	switch r := res.(type) {
+	case *mcp.ListToolsResult:
+		out := *r
+		out.Tools = keep(r.Tools, func(t *mcp.Tool) bool { return allowed(t.Name) })
+		out.CacheScope = "private"
+		return &out, nil
+	case *mcp.ListPromptsResult:
+		out := *r
+		out.Prompts = keep(r.Prompts, func(t *mcp.Prompt) bool { return allowed(t.Name) })
+		out.CacheScope = "private"
+		return &out, nil
+	case *mcp.ListResourcesResult:
+		out := *r
+		out.Resources = keep(r.Resources, func(t *mcp.Resource) bool { return allowed(t.URI) })
+		out.CacheScope = "private"
+		return &out, nil
+	case *mcp.ListResourceTemplatesResult:
+		out := *r
+		out.ResourceTemplates = keep(r.ResourceTemplates, func(t *mcp.ResourceTemplate) bool { return allowed(t.URITemplate) })
+		out.CacheScope = "private"
+		return &out, nil
+	}
+	// A list result of a type this version does not know: show nothing
+	// rather than everything.
+	return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "mcpauth: cannot filter " + method}
+}
+
+func keep[T any](in []T, ok func(T) bool) []T {
+	out := make([]T, 0, len(in))
+	for _, v := range in {
+		if ok(v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func audit(ctx context.Context, l *slog.Logger, level slog.Level, layer string, p *Principal, k kind, name string, err error) {
+	if l == nil {
+		l = slog.Default()
+	}
+	if !l.Enabled(ctx, level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 8)
+	if err != nil {
+		var ae *accessError
+		reason := "forbidden"
+		if errors.As(err, &ae) {
+			reason = ae.reason
+		}
+		attrs = append(attrs, slog.String("outcome", "denied"), slog.String("reason", reason))
+	} else {
+		attrs = append(attrs, slog.String("outcome", "allowed"))
+	}
+	attrs = append(attrs, slog.String("layer", layer), slog.String(kindNames[k], name))
+	if p != nil {
+		attrs = append(attrs, slog.String("method", string(p.Method)), slog.String("subject", p.Subject))
+		if p.KeyID != "" {
+			attrs = append(attrs, slog.String("key_id", p.KeyID))
+		}
+	}
+	msg := "mcpauth: access allowed"
+	if err != nil {
+		msg = "mcpauth: access denied"
+	}
+	l.LogAttrs(ctx, level, msg, attrs...)
+}
+
+// Validate compares the policy with what server offers. It returns an error
+// naming each rule for a tool, prompt or resource the server does not have
+// (most often a typo, which would leave the real one denied to everyone).
+// It logs a warning, through the guard's logger, for each tool no rule
+// covers (denied to every caller) and each prefix rule that matches nothing.
+// Call it at start-up, after the server's tools are added.
+//
+// Validate lists the server's features through an in-memory client session,
+// which the guard's own middleware recognises and does not filter.
+func (g *Guard) Validate(ctx context.Context, server *mcp.Server) error {
+	ct, st := mcp.NewInMemoryTransports()
+	ss, err := server.Connect(ctx, st, nil)
+	if err != nil {
+		return fmt.Errorf("mcpauth: validate: %w", err)
+	}
+	g.validating.Store(mcp.Session(ss), struct{}{})
+	defer g.validating.Delete(mcp.Session(ss))
+	defer ss.Close()
+	client := mcp.NewClient(&mcp.Implementation{Name: "mcpauth-validate", Version: "1"}, nil)
+	cs, err := client.Connect(ctx, ct, nil)
+	if err != nil {
+		return fmt.Errorf("mcpauth: validate: %w", err)
+	}
+	defer cs.Close()
+
+	var names [numKinds][]string
+	caps := cs.InitializeResult().Capabilities
+	if caps != nil && caps.Tools != nil {
+		for t, err := range cs.Tools(ctx, nil) {
+			if err != nil {
+				return fmt.Errorf("mcpauth: validate: listing tools: %w", err)
+			}
+			names[kindTool] = append(names[kindTool], t.Name)
+		}
+	}
+	if caps != nil && caps.Prompts != nil {
+		for p, err := range cs.Prompts(ctx, nil) {
+			if err != nil {
+				return fmt.Errorf("mcpauth: validate: listing prompts: %w", err)
+			}
+			names[kindPrompt] = append(names[kindPrompt], p.Name)
+		}
+	}
+	if caps != nil && caps.Resources != nil {
+		for r, err := range cs.Resources(ctx, nil) {
+			if err != nil {
+				return fmt.Errorf("mcpauth: validate: listing resources: %w", err)
+			}
+			names[kindResource] = append(names[kindResource], r.URI)
+		}
+		for r, err := range cs.ResourceTemplates(ctx, nil) {
+			if err != nil {
+				return fmt.Errorf("mcpauth: validate: listing resource templates: %w", err)
+			}
+			names[kindResource] = append(names[kindResource], r.URITemplate)
+		}
+	}
+	errs, warnings := g.c.validate(names)
+	l := g.logger
+	if l == nil {
+		l = slog.Default()
+	}
+	for _, w := range warnings {
+		l.LogAttrs(ctx, slog.LevelWarn, "mcpauth: policy: "+w)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("mcpauth: policy does not match the server: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+// validate compares the rules with the names the server offers.
+func (c *compiled) validate(names [numKinds][]string) (errs []error, warnings []string) {
+	for _, r := range c.rules {
+		switch {
+		case r.pattern == "*":
+			if len(names[r.kind]) == 0 {
+				warnings = append(warnings, fmt.Sprintf("rule %d: the server has no %ss", r.index+1, kindNames[r.kind]))
+			}
+		case r.prefix != "":
+			matched := false
+			for _, n := range names[r.kind] {
+				if len(n) >= len(r.prefix) && n[:len(r.prefix)] == r.prefix {
+					matched = true
+					break
+				}
+			}
+			if !matched {
+				warnings = append(warnings, fmt.Sprintf("rule %d: %s pattern %q matches nothing the server has", r.index+1, kindNames[r.kind], r.pattern))
+			}
+		default:
+			found := false
+			for _, n := range names[r.kind] {
+				if n == r.pattern {
+					found = true
+					break
+				}
+			}
+			if !found {
+				errs = append(errs, fmt.Errorf("rule %d: the server has no %s %q", r.index+1, kindNames[r.kind], r.pattern))
+			}
+		}
+	}
+	for k := range numKinds {
+		// Tools are always guarded; prompts and resources once a rule names
+		// them.
+		if k != kindTool && !c.kinds[k].active {
+			continue
+		}
+		for _, n := range names[k] {
+			if c.kinds[k].lookup(n) == nil {
+				warnings = append(warnings, fmt.Sprintf("no rule covers %s %q: it is denied to every caller", kindNames[k], n))
+			}
+		}
+	}
+	return errs, warnings
+}
+
+// CheckRoles returns an error naming each of roles that the policy does not
+// declare. Call it at start-up with the roles your credentials carry (the
+// roles of your API keys, the role claims you expect in tokens): a principal
+// with a misspelt role is not an error at run time, it is just given nothing.
+func (g *Guard) CheckRoles(roles ...string) error {
+	var unknown []string
+	for _, r := range roles {
+		if _, ok := g.c.roleIndex[r]; !ok && !slices.Contains(unknown, r) {
+			unknown = append(unknown, r)
+		}
+	}
+	if len(unknown) > 0 {
+		return fmt.Errorf("mcpauth: the policy does not declare the roles %q", unknown)
+	}
+	return nil
+}

@@ -1,0 +1,279 @@
+package mcpauth_test
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/mcpauth/mcpauth"
+)
+
+// tutorialPolicy is the tutorial's permission table with its hierarchy
+// (admin ⊇ editor ⊇ viewer) and rate limits per minute.
+func tutorialPolicy() *mcpauth.Policy {
+	return &mcpauth.Policy{
+		Roles: map[string][]string{"admin": {"editor"}, "editor": {"viewer"}, "viewer": nil},
+		Rules: []mcpauth.Rule{
+			{Tool: "read-data", Roles: []string{"viewer"}, RateLimit: "100/min"},
+			{Tool: "write-data", Roles: []string{"editor"}, RateLimit: "50/min"},
+			{Tool: "delete-data", Roles: []string{"admin"}, RateLimit: "10/min"},
+			{Tool: "manage-users", Roles: []string{"admin"}, RateLimit: "20/min"},
+		},
+	}
+}
+
+var tutorialTools = []string{"read-data", "write-data", "delete-data", "manage-users"}
+
+// tutorialAllowed is the tutorial's table, written out by hand.
+var tutorialAllowed = map[string][]string{
+	"viewer": {"read-data"},
+	"editor": {"read-data", "write-data"},
+	"admin":  {"read-data", "write-data", "delete-data", "manage-users"},
+}
+
+func mustGuard(t testing.TB, p *mcpauth.Policy) *mcpauth.Guard {
+	t.Helper()
+	g, err := mcpauth.NewGuard(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func TestGuardRoleToolTable(t *testing.T) {
+	g := mustGuard(t, tutorialPolicy())
+	principals := map[string]*mcpauth.Principal{
+		"viewer":       {Subject: "v", Method: mcpauth.MethodAPIKey, Roles: []string{"viewer"}},
+		"editor":       {Subject: "e", Method: mcpauth.MethodJWT, Roles: []string{"editor"}},
+		"admin":        {Subject: "a", Method: mcpauth.MethodOAuth, Roles: []string{"admin"}},
+		"no role":      {Subject: "n", Method: mcpauth.MethodMTLS},
+		"unknown role": {Subject: "u", Method: mcpauth.MethodAPIKey, Roles: []string{"superuser"}},
+		"two roles":    {Subject: "t", Method: mcpauth.MethodAPIKey, Roles: []string{"superuser", "editor"}},
+	}
+	want := map[string][]string{
+		"viewer":       tutorialAllowed["viewer"],
+		"editor":       tutorialAllowed["editor"],
+		"admin":        tutorialAllowed["admin"],
+		"no role":      nil,
+		"unknown role": nil,
+		"two roles":    tutorialAllowed["editor"],
+	}
+	needs := map[string]string{"read-data": "viewer", "write-data": "editor", "delete-data": "admin", "manage-users": "admin"}
+	for who, p := range principals {
+		for _, tool := range append(tutorialTools, "not-a-tool") {
+			err := g.Check(p, tool)
+			allowed := false
+			for _, a := range want[who] {
+				allowed = allowed || a == tool
+			}
+			if allowed != (err == nil) {
+				t.Errorf("%s calling %s: err = %v, want allowed=%v", who, tool, err, allowed)
+				continue
+			}
+			if err == nil {
+				continue
+			}
+			if !errors.Is(err, mcpauth.ErrForbidden) {
+				t.Errorf("%s calling %s: %v does not wrap ErrForbidden", who, tool, err)
+			}
+			if tool == "not-a-tool" {
+				if !strings.Contains(err.Error(), "no rule allows this tool") {
+					t.Errorf("%s calling %s: %q", who, tool, err)
+				}
+			} else if want := "requires role " + needs[tool]; !strings.HasSuffix(err.Error(), want) {
+				t.Errorf("%s calling %s: %q, want it to end %q", who, tool, err, want)
+			}
+		}
+	}
+	if err := g.Check(nil, "read-data"); !errors.Is(err, mcpauth.ErrNoCredentials) {
+		t.Errorf("nil principal: %v", err)
+	}
+}
+
+func TestGuardScopesAndWildcards(t *testing.T) {
+	g := mustGuard(t, &mcpauth.Policy{
+		Roles: map[string][]string{"admin": {"user"}, "user": nil},
+		Rules: []mcpauth.Rule{
+			{Tool: "*", Roles: []string{"admin"}},
+			{Tool: "db.*", Roles: []string{"user"}},
+			{Tool: "db.write.*", Scopes: []string{"tools:write"}},
+			{Tool: "db.write.drop", Roles: []string{"admin"}, Scopes: []string{"tools:write", "tools:admin"}},
+			{Tool: "public", AnyCaller: true},
+		},
+	})
+	user := &mcpauth.Principal{Subject: "u", Roles: []string{"user"}}
+	writer := &mcpauth.Principal{Subject: "w", Scopes: []string{"tools:write"}}
+	admin := &mcpauth.Principal{Subject: "a", Roles: []string{"admin"}, Scopes: []string{"tools:write"}}
+	root := &mcpauth.Principal{Subject: "r", Roles: []string{"admin"}, Scopes: []string{"tools:admin", "tools:write"}}
+	anyone := &mcpauth.Principal{Subject: "x"}
+	tests := []struct {
+		p       *mcpauth.Principal
+		tool    string
+		wantErr string // suffix; empty means allowed
+		scopes  []string
+	}{
+		{user, "db.read", "", nil},
+		{user, "other", "requires role admin", nil},
+		{admin, "other", "", nil},
+		{user, "db.write.row", "requires scope tools:write", []string{"tools:write"}},
+		{writer, "db.write.row", "", nil},
+		{writer, "db.read", "requires role user", nil},
+		{admin, "db.write.drop", "requires scopes tools:write and tools:admin", []string{"tools:write", "tools:admin"}},
+		{user, "db.write.drop", "requires role admin and scopes tools:write and tools:admin", nil},
+		{root, "db.write.drop", "", nil},
+		{anyone, "public", "", nil},
+		{anyone, "publicity", "requires role admin", nil},
+	}
+	for _, tt := range tests {
+		err := g.Check(tt.p, tt.tool)
+		if tt.wantErr == "" {
+			if err != nil {
+				t.Errorf("%s calling %s: %v", tt.p.Subject, tt.tool, err)
+			}
+			continue
+		}
+		if err == nil || !strings.HasSuffix(err.Error(), tt.wantErr) {
+			t.Errorf("%s calling %s: %v, want ...%q", tt.p.Subject, tt.tool, err, tt.wantErr)
+			continue
+		}
+		var se *mcpauth.ScopeError
+		if got := errors.As(err, &se); got != (tt.scopes != nil) {
+			t.Errorf("%s calling %s: ScopeError = %v, want %v", tt.p.Subject, tt.tool, got, tt.scopes != nil)
+		} else if got && !reflect.DeepEqual(se.Required, tt.scopes) {
+			t.Errorf("%s calling %s: required scopes %v, want %v", tt.p.Subject, tt.tool, se.Required, tt.scopes)
+		}
+	}
+}
+
+func TestPolicyInheritanceDepth(t *testing.T) {
+	// r00 inherits r01, which inherits r02, ... up to r19: a role has every
+	// role with a higher number.
+	name := func(i int) string { return fmt.Sprintf("r%02d", i) }
+	roles := map[string][]string{name(19): nil}
+	for i := range 19 {
+		roles[name(i)] = []string{name(i + 1)}
+	}
+	g := mustGuard(t, &mcpauth.Policy{Roles: roles, Rules: []mcpauth.Rule{
+		{Tool: "bottom", Roles: []string{name(19)}},
+		{Tool: "middle", Roles: []string{name(10)}},
+	}})
+	for i := range 20 {
+		p := &mcpauth.Principal{Roles: []string{name(i)}}
+		if err := g.Check(p, "bottom"); err != nil {
+			t.Errorf("%s calling bottom: %v", name(i), err)
+		}
+		if err := g.Check(p, "middle"); (err == nil) != (i <= 10) {
+			t.Errorf("%s calling middle: %v", name(i), err)
+		}
+	}
+}
+
+func TestPolicyErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		p    *mcpauth.Policy
+		want string
+	}{
+		{"nil", nil, "nil policy"},
+		{"cycle", &mcpauth.Policy{Roles: map[string][]string{"a": {"b"}, "b": {"c"}, "c": {"a"}}}, "cycle: a -> b -> c -> a"},
+		{"self cycle", &mcpauth.Policy{Roles: map[string][]string{"a": {"a"}}}, "cycle: a -> a"},
+		{"undeclared parent", &mcpauth.Policy{Roles: map[string][]string{"a": {"ghost"}}}, `inherits "ghost", which is not declared`},
+		{"unknown role", &mcpauth.Policy{Roles: map[string][]string{"a": nil}, Rules: []mcpauth.Rule{{Tool: "t", Roles: []string{"editor"}}}}, `unknown role "editor"`},
+		{"empty rule", &mcpauth.Policy{Rules: []mcpauth.Rule{{Tool: "t"}}}, "set roles, scopes or any_caller"},
+		{"no target", &mcpauth.Policy{Rules: []mcpauth.Rule{{AnyCaller: true}}}, "exactly one of tool, prompt and resource"},
+		{"two targets", &mcpauth.Policy{Rules: []mcpauth.Rule{{Tool: "t", Prompt: "p", AnyCaller: true}}}, "exactly one of tool, prompt and resource"},
+		{"inner star", &mcpauth.Policy{Rules: []mcpauth.Rule{{Tool: "a*b", AnyCaller: true}}}, "may only end a pattern"},
+		{"double star", &mcpauth.Policy{Rules: []mcpauth.Rule{{Tool: "a**", AnyCaller: true}}}, "may only end a pattern"},
+		{"duplicate", &mcpauth.Policy{Rules: []mcpauth.Rule{{Tool: "t", AnyCaller: true}, {Tool: "t", Scopes: []string{"s"}}}}, `a second rule for tool "t"`},
+		{"any and roles", &mcpauth.Policy{Roles: map[string][]string{"a": nil}, Rules: []mcpauth.Rule{{Tool: "t", AnyCaller: true, Roles: []string{"a"}}}}, "any_caller excludes"},
+		{"bad scope", &mcpauth.Policy{Rules: []mcpauth.Rule{{Tool: "t", Scopes: []string{"a b"}}}}, "invalid scope"},
+		{"bad rate", &mcpauth.Policy{Rules: []mcpauth.Rule{{Tool: "t", AnyCaller: true, RateLimit: "100/fortnight"}}}, "rate_limit"},
+		{"zero rate", &mcpauth.Policy{Rules: []mcpauth.Rule{{Tool: "t", AnyCaller: true, RateLimit: "0/min"}}}, "rate_limit"},
+		{"bad role name", &mcpauth.Policy{Roles: map[string][]string{"a b": nil}}, "invalid role name"},
+	}
+	for _, tt := range tests {
+		_, err := mcpauth.NewGuard(tt.p, nil)
+		if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.HasPrefix(err.Error(), "mcpauth: ") {
+			t.Errorf("%s: err = %v, want it to contain %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+const tutorialJSON = `{
+  "roles": {"admin": ["editor"], "editor": ["viewer"], "viewer": []},
+  "rules": [
+    {"tool": "read-data", "roles": ["viewer"], "rate_limit": "100/min"},
+    {"tool": "write-data", "roles": ["editor"], "rate_limit": "50/min"},
+    {"tool": "delete-data", "roles": ["admin"], "rate_limit": "10/min"},
+    {"tool": "manage-users", "roles": ["admin"], "rate_limit": "20/min"}
+  ]
+}`
+
+const tutorialYAML = `
+roles:
+  admin: [editor]   # admin has everything editor has
+  editor: [viewer]
+  viewer: []
+rules:
+  - {tool: read-data, roles: [viewer], rate_limit: 100/min}
+  - {tool: write-data, roles: [editor], rate_limit: 50/min}
+  - tool: delete-data
+    roles: [admin]
+    rate_limit: 10/min
+  - {tool: manage-users, roles: [admin], rate_limit: 20/min}
+`
+
+func TestParsePolicy(t *testing.T) {
+	want := tutorialPolicy()
+	want.Roles["viewer"] = []string{}
+	dir := t.TempDir()
+	for _, f := range []struct{ name, text string }{{"policy.json", tutorialJSON}, {"policy.yaml", tutorialYAML}} {
+		p, err := mcpauth.ParsePolicy([]byte(f.text))
+		if err != nil {
+			t.Fatalf("%s: %v", f.name, err)
+		}
+		if !reflect.DeepEqual(p, want) {
+			t.Errorf("%s: got %+v, want %+v", f.name, p, want)
+		}
+		path := filepath.Join(dir, f.name)
+		if err := os.WriteFile(path, []byte(f.text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		p2, err := mcpauth.LoadPolicy(path)
+		if err != nil || !reflect.DeepEqual(p2, want) {
+			t.Errorf("LoadPolicy(%s) = %+v, %v", f.name, p2, err)
+		}
+	}
+
+	bad := []struct{ name, text, want string }{
+		{"json unknown field", `{"roles": {}, "rules": [{"tool": "t", "role": ["x"]}]}`, `unknown field "role"`},
+		{"yaml unknown field", "rules:\n  - tool: t\n    role: [x]\n", "field role not found"},
+		{"json trailing", `{"rules": []} {}`, "data after"},
+		{"json invalid rule", `{"rules": [{"tool": "t"}]}`, "set roles, scopes or any_caller"},
+		{"yaml cycle", "roles: {a: [b], b: [a]}\n", "cycle"},
+		{"yaml syntax", "roles: [\n", "mcpauth: policy"},
+	}
+	for _, tt := range bad {
+		if _, err := mcpauth.ParsePolicy([]byte(tt.text)); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: err = %v, want it to contain %q", tt.name, err, tt.want)
+		}
+	}
+	if _, err := mcpauth.LoadPolicy(filepath.Join(dir, "missing.yaml")); err == nil {
+		t.Error("LoadPolicy of a missing file succeeded")
+	}
+}
+
+func TestGuardCheckRoles(t *testing.T) {
+	g := mustGuard(t, tutorialPolicy())
+	if err := g.CheckRoles("viewer", "admin", "editor"); err != nil {
+		t.Error(err)
+	}
+	err := g.CheckRoles("viewer", "Admin", "editr", "Admin")
+	if err == nil || err.Error() != `mcpauth: the policy does not declare the roles ["Admin" "editr"]` {
+		t.Errorf("CheckRoles = %v", err)
+	}
+}
