@@ -25,9 +25,9 @@ import (
 	"sort"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/mcpauth/mcpauth"
+	"github.com/mcpauth/mcpauth/examples/internal/demo"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -69,7 +69,7 @@ func run(addr, policyFile string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log.Printf("MCP server on http://%s/mcp", addr)
-	return listenAndServe(ctx, addr, h)
+	return demo.ListenAndServe(ctx, addr, h)
 }
 
 // tutorialPolicy is the tutorial's permission table.
@@ -215,20 +215,4 @@ func addTools(s *mcp.Server, st *store) {
 			sort.Strings(out.Users)
 			return nil, out, nil
 		})
-}
-
-// listenAndServe serves h at addr until ctx is done, with the timeouts a
-// server facing the network needs, then shuts down gracefully.
-func listenAndServe(ctx context.Context, addr string, h http.Handler) error {
-	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return srv.Shutdown(shutdown)
 }
