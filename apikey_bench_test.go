@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mcpauth/mcpauth"
+	"github.com/mcpauth/mcpauth/internal/benchcmp"
 	"github.com/modelcontextprotocol/go-sdk/auth"
 )
 
@@ -144,34 +145,14 @@ func BenchmarkAPIKeyRefused(b *testing.B) {
 	})
 }
 
-// compare runs two handlers in alternating batches, so that load from other
-// processes falls on both alike, and reports each one's ns/op and their
-// ratio. The ratio is the figure the targets are stated in.
+// compare interleaves two handlers (see benchcmp.Interleave).
 func compare(b *testing.B, ours http.Handler, rOurs *http.Request, base http.Handler, rBase *http.Request) {
 	b.Helper()
-	const batch = 200
 	w := &discardWriter{h: http.Header{}}
-	var tOurs, tBase time.Duration
-	n := 0
 	b.ReportAllocs()
-	for b.Loop() {
-		start := time.Now()
-		for range batch {
-			clear(w.h)
-			ours.ServeHTTP(w, rOurs)
-		}
-		mid := time.Now()
-		for range batch {
-			clear(w.h)
-			base.ServeHTTP(w, rBase)
-		}
-		tOurs += mid.Sub(start)
-		tBase += time.Since(mid)
-		n += batch
-	}
-	b.ReportMetric(float64(tOurs.Nanoseconds())/float64(n), "mcpauth-ns/op")
-	b.ReportMetric(float64(tBase.Nanoseconds())/float64(n), "baseline-ns/op")
-	b.ReportMetric(float64(tOurs)/float64(tBase), "ratio")
+	benchcmp.Interleave(b, 200,
+		func() { clear(w.h); ours.ServeHTTP(w, rOurs) },
+		func() { clear(w.h); base.ServeHTTP(w, rBase) })
 }
 
 // BenchmarkAPIKeyRatio states the targets as ratios measured in one

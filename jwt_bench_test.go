@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/mcpauth/mcpauth/internal/benchcmp"
 )
 
 // The benchmarks compare each mcpauth path with a baseline in the same run:
@@ -175,31 +176,6 @@ func BenchmarkJWTJWKS(b *testing.B) {
 	}
 }
 
-// interleave times ours and base in alternating batches within one
-// benchmark, so that load from elsewhere on the machine falls on both alike,
-// and reports each one's ns/op and their ratio (ours / base).
-func interleave(b *testing.B, batch int, ours, base func()) {
-	b.Helper()
-	var tOurs, tBase time.Duration
-	n := 0
-	for b.Loop() {
-		start := time.Now()
-		for range batch {
-			ours()
-		}
-		mid := time.Now()
-		for range batch {
-			base()
-		}
-		tOurs += mid.Sub(start)
-		tBase += time.Since(mid)
-		n += batch
-	}
-	b.ReportMetric(float64(tOurs.Nanoseconds())/float64(n), "mcpauth-ns/op")
-	b.ReportMetric(float64(tBase.Nanoseconds())/float64(n), "baseline-ns/op")
-	b.ReportMetric(float64(tOurs)/float64(tBase), "ratio")
-}
-
 // BenchmarkJWTRatio states the three targets as ratios, each
 // measured interleaved with its baseline: first-seen tokens against
 // golang-jwt's Parse (target at most 1.15), cache hits against golang-jwt's
@@ -221,7 +197,7 @@ func BenchmarkJWTRatio(b *testing.B) {
 		token := benchToken(b, c, now)
 		baseline := func() { golangJWTParse(b, c, token) }
 		b.Run("first-seen/"+c.alg, func(b *testing.B) {
-			interleave(b, 10, verify(uncached, token), baseline)
+			benchcmp.Interleave(b, 10, verify(uncached, token), baseline)
 		})
 		if c.alg != "HS256" && c.alg != "RS256" && c.alg != "ES256" && c.alg != "EdDSA" {
 			continue
@@ -239,7 +215,7 @@ func BenchmarkJWTRatio(b *testing.B) {
 		b.Cleanup(func() { smallCache.Close() })
 		b.Run("first-seen-cache-on/"+c.alg, func(b *testing.B) {
 			i, j := 0, 0
-			interleave(b, 10, func() {
+			benchcmp.Interleave(b, 10, func() {
 				i = (i + 1) % len(pool)
 				verify(smallCache, pool[i])()
 			}, func() {
@@ -254,7 +230,7 @@ func BenchmarkJWTRatio(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Run("cache-hit/"+c.alg, func(b *testing.B) {
-			interleave(b, 10, verify(cached, token), baseline)
+			benchcmp.Interleave(b, 10, verify(cached, token), baseline)
 		})
 		srv := newJWKSServer(b, map[string]any{"key-1": c.verify})
 		jwks, err := NewJWTVerifier(JWTVerifierOptions{CacheTTL: -1, Issuers: []TrustedIssuer{{Issuer: c.iss, Audiences: []string{testAudience}, JWKSURL: srv.URL}}})
@@ -267,7 +243,7 @@ func BenchmarkJWTRatio(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Run("jwks-vs-local/"+c.alg, func(b *testing.B) {
-			interleave(b, 10, verify(jwks, token), verify(local, token))
+			benchcmp.Interleave(b, 10, verify(jwks, token), verify(local, token))
 		})
 	}
 }

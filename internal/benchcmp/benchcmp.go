@@ -1,0 +1,34 @@
+// Package benchcmp measures a piece of mcpauth against its baseline within
+// one benchmark, so that the ratio the targets are stated in does not depend
+// on what else the machine was doing.
+package benchcmp
+
+import (
+	"testing"
+	"time"
+)
+
+// Interleave times ours and base in alternating batches, so that load from
+// elsewhere on the machine falls on both alike, and reports each one's ns/op
+// and their ratio (ours / base) as benchmark metrics.
+func Interleave(b *testing.B, batch int, ours, base func()) {
+	b.Helper()
+	var tOurs, tBase time.Duration
+	n := 0
+	for b.Loop() {
+		start := time.Now()
+		for range batch {
+			ours()
+		}
+		mid := time.Now()
+		for range batch {
+			base()
+		}
+		tOurs += mid.Sub(start)
+		tBase += time.Since(mid)
+		n += batch
+	}
+	b.ReportMetric(float64(tOurs.Nanoseconds())/float64(n), "mcpauth-ns/op")
+	b.ReportMetric(float64(tBase.Nanoseconds())/float64(n), "baseline-ns/op")
+	b.ReportMetric(float64(tOurs)/float64(tBase), "ratio")
+}
