@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mcpauth/mcpauth/internal/header"
@@ -174,18 +175,60 @@ func (m *middleware) fail(w http.ResponseWriter, r *http.Request, err error) {
 // when it is not empty and the required scopes of a [ScopeError], and a body
 // with the class's fixed description.
 func writeChallenge(w http.ResponseWriter, err error, resourceMetadata string) {
-	c := classOf(err)
+	var resp *refusal
+	if scopeErr := (*ScopeError)(nil); errors.As(err, &scopeErr) {
+		resp = newRefusal(classOf(err), resourceMetadata, true, scopeErr.Required)
+	} else {
+		resp = cachedRefusal(classOf(err), resourceMetadata)
+	}
+	h := w.Header()
+	if resp.challenge != "" {
+		h["Www-Authenticate"] = []string{resp.challenge}
+	}
+	h["Content-Type"] = []string{"application/json"}
+	h["Cache-Control"] = []string{"no-store"}
+	w.WriteHeader(resp.status)
+	_, _ = w.Write(resp.body)
+}
+
+// A refusal is a response to a refused request, built once per error class
+// and resource metadata URL: refusals are what an attacker guessing
+// credentials makes us send, so they should cost little.
+type refusal struct {
+	status    int
+	challenge string // WWW-Authenticate, or empty
+	body      []byte
+}
+
+type refusalKey struct {
+	class            *errorClass
+	resourceMetadata string
+}
+
+// refusals caches refusals. It stays small: there are only the package's
+// error classes and the resource metadata URLs configured.
+var refusals sync.Map // refusalKey -> *refusal
+
+func cachedRefusal(c *errorClass, resourceMetadata string) *refusal {
+	key := refusalKey{c, resourceMetadata}
+	if r, ok := refusals.Load(key); ok {
+		return r.(*refusal)
+	}
+	r, _ := refusals.LoadOrStore(key, newRefusal(c, resourceMetadata, false, nil))
+	return r.(*refusal)
+}
+
+func newRefusal(c *errorClass, resourceMetadata string, insufficientScope bool, scopes []string) *refusal {
 	status, code := http.StatusUnauthorized, "invalid_token"
-	var scopeErr *ScopeError
 	switch {
-	case errors.As(err, &scopeErr):
+	case insufficientScope:
 		status, code = http.StatusForbidden, "insufficient_scope"
-	case errors.Is(err, ErrForbidden):
+	case errors.Is(c, ErrForbidden):
 		status, code = http.StatusForbidden, "access_denied"
-	case errors.Is(err, ErrUnavailable):
+	case errors.Is(c, ErrUnavailable):
 		status, code = http.StatusServiceUnavailable, "temporarily_unavailable"
 	}
-
+	r := &refusal{status: status}
 	if status == http.StatusUnauthorized || status == http.StatusForbidden {
 		var b strings.Builder
 		b.WriteString("Bearer")
@@ -201,28 +244,21 @@ func writeChallenge(w http.ResponseWriter, err error, resourceMetadata string) {
 			param("resource_metadata", resourceMetadata)
 		}
 		// RFC 6750 §3.1: a request without credentials gets no error code.
-		if !errors.Is(err, ErrNoCredentials) {
+		if !errors.Is(c, ErrNoCredentials) {
 			param("error", code)
 			param("error_description", c.desc)
 		}
-		if scopeErr != nil && len(scopeErr.Required) > 0 {
-			param("scope", strings.Join(scopeErr.Required, " "))
+		if len(scopes) > 0 {
+			param("scope", strings.Join(scopes, " "))
 		}
-		w.Header().Set("WWW-Authenticate", b.String())
+		r.challenge = b.String()
 	}
-	writeError(w, status, code, c.desc)
-}
-
-// writeError writes an RFC 6749 §5.2 style error body.
-func writeError(w http.ResponseWriter, status int, code, description string) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(struct {
+	r.body, _ = json.Marshal(struct {
 		Error       string `json:"error"`
 		Description string `json:"error_description,omitempty"`
-	}{code, description})
+	}{code, c.desc})
+	r.body = append(r.body, '\n')
+	return r
 }
 
 func (m *middleware) logger() *slog.Logger {
