@@ -688,9 +688,10 @@ func parseClaims(raw []byte) (map[string]any, error) {
 }
 
 // decodeObject decodes a JSON object and refuses one with a duplicate member
-// name (RFC 7519 §4 allows refusing; taking the last, as encoding/json does,
-// lets two parsers read one token differently) or nested more than
-// maxJSONDepth deep.
+// name in any of its objects, however deeply nested (RFC 7519 §4 allows
+// refusing; taking the last, as encoding/json does, lets two parsers read one
+// token differently, and nested claims such as Keycloak's realm_access.roles
+// name roles), or nested more than maxJSONDepth deep.
 func decodeObject(raw []byte) (map[string]any, error) {
 	members, err := scanObject(raw)
 	if err != nil {
@@ -700,27 +701,31 @@ func decodeObject(raw []byte) (map[string]any, error) {
 	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
 		return nil, errors.New("bad JSON")
 	}
-	// scanObject counted the members as written; the map holds them by
-	// their decoded names, so "sub" and "s\u0075b" count once in it.
-	if len(m) != members {
+	// scanObject counted the members as written; the maps hold them by
+	// their decoded names, so "sub" and "s\u0075b" count once in them.
+	if countMembers(m) != members {
 		return nil, errors.New("duplicate member")
 	}
 	return m, nil
 }
 
-// scanObject counts the members of the top-level JSON object in raw and
-// checks its nesting depth. It trusts encoding/json to validate the rest.
+// scanObject counts the members of every JSON object in raw, the top-level
+// one and those nested in it, and checks the nesting depth. It trusts
+// encoding/json to validate the rest.
 func scanObject(raw []byte) (members int, err error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) < 2 || raw[0] != '{' {
 		return 0, errors.New("not a JSON object")
 	}
+	// Bit d of inObject is set when the container at depth d is an object
+	// (not an array), where a string after '{' or ',' is a member name.
+	var inObject uint32
 	depth := 0
 	expectKey := false
 	for i := 0; i < len(raw); i++ {
 		switch raw[i] {
 		case '"':
-			if depth == 1 && expectKey {
+			if expectKey {
 				members++
 				expectKey = false
 			}
@@ -730,28 +735,45 @@ func scanObject(raw []byte) (members int, err error) {
 					i++
 				}
 			}
-		case '{':
+		case '{', '[':
 			depth++
 			if depth > maxJSONDepth {
 				return 0, errors.New("JSON nested too deep")
 			}
-			if depth == 1 {
-				expectKey = true
-			}
-		case '[':
-			depth++
-			if depth > maxJSONDepth {
-				return 0, errors.New("JSON nested too deep")
+			expectKey = raw[i] == '{'
+			if expectKey {
+				inObject |= 1 << depth
+			} else {
+				inObject &^= 1 << depth
 			}
 		case '}', ']':
-			depth--
-		case ',':
-			if depth == 1 {
-				expectKey = true
+			if depth--; depth < 0 {
+				return 0, errors.New("bad JSON")
 			}
+			expectKey = false
+		case ',':
+			expectKey = inObject&(1<<depth) != 0
 		}
 	}
 	return members, nil
+}
+
+// countMembers counts the members of the decoded object v and of every
+// object nested in it. scanObject bounds the depth of the recursion.
+func countMembers(v any) int {
+	n := 0
+	switch v := v.(type) {
+	case map[string]any:
+		n = len(v)
+		for _, e := range v {
+			n += countMembers(e)
+		}
+	case []any:
+		for _, e := range v {
+			n += countMembers(e)
+		}
+	}
+	return n
 }
 
 // numericDate reads a NumericDate claim (RFC 7519 §2): seconds since the
