@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -693,6 +694,11 @@ func parseClaims(raw []byte) (map[string]any, error) {
 // token differently, and nested claims such as Keycloak's realm_access.roles
 // name roles), or nested more than maxJSONDepth deep.
 func decodeObject(raw []byte) (map[string]any, error) {
+	// encoding/json turns invalid UTF-8 into U+FFFD, so "alice\xff" and
+	// "alice\xfe" would be one subject; RFC 7519 §7.2 requires UTF-8.
+	if !utf8.Valid(raw) {
+		return nil, errors.New("invalid UTF-8")
+	}
 	members, err := scanObject(raw)
 	if err != nil {
 		return nil, err
