@@ -635,6 +635,11 @@ func decodeSegment(s string, max int) ([]byte, error) {
 	if b64.DecodedLen(len(s)) > max {
 		return nil, errors.New("segment too large")
 	}
+	// Even a Strict encoding skips CR and LF, which would let a token with
+	// a line break in it pass as the token without.
+	if strings.IndexByte(s, '\n') >= 0 || strings.IndexByte(s, '\r') >= 0 {
+		return nil, errors.New("line break")
+	}
 	buf := make([]byte, b64.DecodedLen(len(s)))
 	n, err := b64.Decode(buf, []byte(s))
 	if err != nil {

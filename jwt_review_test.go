@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -46,5 +47,56 @@ func TestJWTReviewAmbiguousJSON(t *testing.T) {
 				t.Fatalf("Verify = %v, want %v", err, tt.class)
 			}
 		})
+	}
+}
+
+// TestJWTReviewNonCanonicalEncoding checks that a token is read in one
+// encoding only: a variant of a valid token that decodes to the same bytes
+// (line breaks, padding, the standard alphabet, non-zero trailing bits) is
+// refused, through Verify as well as through HTTP, so that it cannot make
+// a second cache entry or differ from the token an operator revoked.
+func TestJWTReviewNonCanonicalEncoding(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", nil)
+	// A token whose signature holds both URL-safe characters and ends in
+	// a character with two unused bits.
+	var token string
+	for i := 0; ; i++ {
+		token = signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, map[string]any{"jti": fmt.Sprint(i)})), "HS256", k.secret)
+		sig := token[strings.LastIndexByte(token, '.')+1:]
+		if strings.ContainsAny(sig, "-_") && strings.IndexByte("AQgw", sig[len(sig)-1]) >= 0 {
+			break
+		}
+	}
+	dot1, dot2 := strings.IndexByte(token, '.'), strings.LastIndexByte(token, '.')
+	sig := token[dot2+1:]
+	const b64url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	tests := []struct {
+		name  string
+		token string
+	}{
+		{"LF in the signature", token[:dot2+5] + "\n" + token[dot2+5:]},
+		{"CRLF in the signature", token[:dot2+5] + "\r\n" + token[dot2+5:]},
+		{"trailing LF", token + "\n"},
+		{"LF in the claims", token[:dot1+5] + "\n" + token[dot1+5:]},
+		{"LF in the header", token[:5] + "\n" + token[5:]},
+		{"padded signature", token + "="},
+		{"standard alphabet", token[:dot2+1] + strings.NewReplacer("-", "+", "_", "/").Replace(sig)},
+		{"non-zero trailing bits", token[:len(token)-1] + string(b64url[strings.IndexByte(b64url, sig[len(sig)-1])+1])},
+	}
+	ctx := context.Background()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := v.Verify(ctx, tt.token); !errors.Is(err, ErrTokenMalformed) {
+				t.Errorf("Verify = %v, want %v", err, ErrTokenMalformed)
+			}
+			if err := v.Revoke(ctx, tt.token); !errors.Is(err, ErrTokenMalformed) {
+				t.Errorf("Revoke = %v, want %v", err, ErrTokenMalformed)
+			}
+		})
+	}
+	if _, err := v.Verify(ctx, token); err != nil {
+		t.Fatalf("the canonical token: %v", err)
 	}
 }
