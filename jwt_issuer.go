@@ -109,6 +109,9 @@ func NewJWTIssuer(opts JWTIssuerOptions) (*JWTIssuer, error) {
 		}
 		i.key, i.method = slices.Clone(k), jwt.SigningMethodHS256
 	case *ecdsa.PrivateKey:
+		if k == nil || k.D == nil || !validECDSAPoint(&k.PublicKey) {
+			return nil, errors.New("mcpauth: JWT issuer: bad ECDSA key")
+		}
 		if k.Curve != elliptic.P256() {
 			return nil, errors.New("mcpauth: JWT issuer: the ECDSA key is not on P-256")
 		}

@@ -201,20 +201,30 @@ func keyFits(alg string, key any) bool {
 func publicKeyAlgs(key any) ([]string, error) {
 	switch k := key.(type) {
 	case *rsa.PublicKey:
-		if k.N == nil || k.N.BitLen() < minRSABits {
+		if k == nil || k.N == nil || k.N.BitLen() < minRSABits {
 			return nil, fmt.Errorf("RSA key shorter than %d bits", minRSABits)
 		}
 		return rsaAlgs, nil
 	case *ecdsa.PublicKey:
+		if k == nil {
+			return nil, errors.New("nil ECDSA key")
+		}
+		var algs []string
 		switch k.Curve {
 		case elliptic.P256():
-			return []string{"ES256"}, nil
+			algs = []string{"ES256"}
 		case elliptic.P384():
-			return []string{"ES384"}, nil
+			algs = []string{"ES384"}
 		case elliptic.P521():
-			return []string{"ES512"}, nil
+			algs = []string{"ES512"}
+		default:
+			return nil, errors.New("ECDSA key on an unsupported curve")
 		}
-		return nil, errors.New("ECDSA key on an unsupported curve")
+		// ecdsa.Verify panics on a key without a point, at request time.
+		if !validECDSAPoint(k) {
+			return nil, errors.New("ECDSA key is not a point on its curve")
+		}
+		return algs, nil
 	case ed25519.PublicKey:
 		if len(k) != ed25519.PublicKeySize {
 			return nil, errors.New("bad Ed25519 key")
@@ -224,6 +234,15 @@ func publicKeyAlgs(key any) ([]string, error) {
 		return nil, errors.New("an HMAC secret goes in Secret, not PublicKeys")
 	}
 	return nil, fmt.Errorf("unsupported public key type %T", key)
+}
+
+// validECDSAPoint reports whether k is a point on its curve.
+func validECDSAPoint(k *ecdsa.PublicKey) bool {
+	if k == nil || k.Curve == nil || k.X == nil || k.Y == nil {
+		return false
+	}
+	_, err := k.Bytes() // which checks that the point is on the curve
+	return err == nil
 }
 
 // parsePublicKeysPEM reads every PEM block of data as a public key.

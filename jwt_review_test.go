@@ -2,8 +2,14 @@ package mcpauth
 
 import (
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
 	"errors"
 	"fmt"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -98,5 +104,63 @@ func TestJWTReviewNonCanonicalEncoding(t *testing.T) {
 	}
 	if _, err := v.Verify(ctx, token); err != nil {
 		t.Fatalf("the canonical token: %v", err)
+	}
+}
+
+// TestJWTReviewBrokenKeys checks that a key that cannot work (a typed nil, a
+// point that is missing or off its curve) is a configuration error from the
+// constructor, not a panic at start-up or, worse, on each request.
+func TestJWTReviewBrokenKeys(t *testing.T) {
+	p256 := elliptic.P256()
+	offCurve := &ecdsa.PublicKey{Curve: p256, X: big.NewInt(1), Y: big.NewInt(2)}
+	verifierKeys := []struct {
+		name string
+		key  crypto.PublicKey
+	}{
+		{"nil interface", nil},
+		{"nil *rsa.PublicKey", (*rsa.PublicKey)(nil)},
+		{"empty *rsa.PublicKey", &rsa.PublicKey{}},
+		{"nil *ecdsa.PublicKey", (*ecdsa.PublicKey)(nil)},
+		{"*ecdsa.PublicKey without a point", &ecdsa.PublicKey{Curve: p256}},
+		{"*ecdsa.PublicKey off its curve", offCurve},
+		{"*ecdsa.PublicKey without a curve", &ecdsa.PublicKey{X: big.NewInt(1), Y: big.NewInt(2)}},
+		{"nil ed25519.PublicKey", ed25519.PublicKey(nil)},
+	}
+	for _, tt := range verifierKeys {
+		t.Run("verifier/"+tt.name, func(t *testing.T) {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Fatalf("NewJWTVerifier panicked: %v", r)
+				}
+			}()
+			v, err := NewJWTVerifier(JWTVerifierOptions{Issuers: []TrustedIssuer{{Issuer: "i", Audiences: []string{testAudience}, PublicKeys: []crypto.PublicKey{tt.key}}}})
+			if err == nil {
+				v.Close()
+				t.Fatal("NewJWTVerifier accepted the key")
+			}
+		})
+	}
+	issuerKeys := []struct {
+		name string
+		key  any
+	}{
+		{"nil", nil},
+		{"nil *ecdsa.PrivateKey", (*ecdsa.PrivateKey)(nil)},
+		{"*ecdsa.PrivateKey without D or point", &ecdsa.PrivateKey{PublicKey: ecdsa.PublicKey{Curve: p256}}},
+		{"*ecdsa.PrivateKey off its curve", &ecdsa.PrivateKey{PublicKey: *offCurve, D: big.NewInt(3)}},
+		{"nil ed25519.PrivateKey", ed25519.PrivateKey(nil)},
+		{"nil secret", []byte(nil)},
+	}
+	for _, tt := range issuerKeys {
+		t.Run("issuer/"+tt.name, func(t *testing.T) {
+			defer func() {
+				if r := recover(); r != nil {
+					t.Fatalf("NewJWTIssuer panicked: %v", r)
+				}
+			}()
+			if _, err := NewJWTIssuer(JWTIssuerOptions{Issuer: "i", Key: tt.key}); err == nil {
+				t.Fatal("NewJWTIssuer accepted the key")
+			}
+		})
 	}
 }
