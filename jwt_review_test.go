@@ -164,3 +164,37 @@ func TestJWTReviewBrokenKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestJWTReviewMintExtra checks that TokenClaims.Extra cannot grant what
+// TokenClaims says explicitly: with the verifier's default claim mapping,
+// an Extra "scp", "permissions", "role" or "azp" would add scopes, roles or
+// a client to the principal behind the Scopes, Roles and ClientID fields.
+func TestJWTReviewMintExtra(t *testing.T) {
+	k := testKeys()
+	iss, err := NewJWTIssuer(JWTIssuerOptions{Issuer: "https://as.example.com", Key: k.ec, Audience: []string{testAudience}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := NewJWTVerifier(JWTVerifierOptions{Issuers: []TrustedIssuer{iss.TrustedIssuer()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	for _, name := range []string{"scp", "permissions", "role", "azp", "scope", "roles", "client_id", "sub", "iss", "aud", "exp", "nbf", "iat", "jti"} {
+		t.Run(name, func(t *testing.T) {
+			tok, err := iss.Mint(TokenClaims{Subject: "bob", Scopes: []string{"read"}, Extra: map[string]any{name: []string{"admin"}}})
+			if err == nil {
+				p, err := v.Verify(context.Background(), tok)
+				t.Fatalf("Mint accepted Extra[%q]; Verify = %v, %+v", name, err, p)
+			}
+		})
+	}
+	// Other claims pass through.
+	tok, err := iss.Mint(TokenClaims{Subject: "bob", Extra: map[string]any{"tenant": "t1", "groups": []string{"g"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := v.Verify(context.Background(), tok); err != nil || p.Claims["tenant"] != "t1" || len(p.Scopes)+len(p.Roles) != 0 {
+		t.Fatalf("Verify = %v, %+v", err, p)
+	}
+}
