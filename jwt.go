@@ -742,8 +742,26 @@ func scanObject(raw []byte) (members int, err error) {
 			}
 			// Skip the string.
 			for i++; i < len(raw) && raw[i] != '"'; i++ {
-				if raw[i] == '\\' {
-					i++
+				if raw[i] != '\\' {
+					continue
+				}
+				if i++; i >= len(raw) || raw[i] != 'u' {
+					continue
+				}
+				// encoding/json turns an escaped UTF-16 surrogate that is
+				// not half of a pair into U+FFFD, as it does invalid UTF-8:
+				// "alice\ud800" and "alice\udbff" would be one subject.
+				switch r := hex4(raw[i+1:]); {
+				case r >= 0xdc00 && r <= 0xdfff:
+					return 0, errors.New("unpaired surrogate")
+				case r >= 0xd800 && r <= 0xdbff:
+					if len(raw) < i+11 || raw[i+5] != '\\' || raw[i+6] != 'u' {
+						return 0, errors.New("unpaired surrogate")
+					}
+					if low := hex4(raw[i+7:]); low < 0xdc00 || low > 0xdfff {
+						return 0, errors.New("unpaired surrogate")
+					}
+					i += 10 // the pair's last hex digit
 				}
 			}
 		case '{', '[':
@@ -767,6 +785,28 @@ func scanObject(raw []byte) (members int, err error) {
 		}
 	}
 	return members, nil
+}
+
+// hex4 reads the four hex digits of a \u escape, or returns -1.
+func hex4(b []byte) rune {
+	if len(b) < 4 {
+		return -1
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return -1
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
 }
 
 // countMembers counts the members of the decoded object v and of every
