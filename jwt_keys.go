@@ -294,7 +294,7 @@ func slicesTrimSpace(b []byte) []byte {
 // in an index by kid, rebuilt at each fetch, so that a token with a known
 // kid costs one map lookup.
 type jwksSource struct {
-	url     string
+	url     string          // for the log only: see logURL
 	keyfunc keyfunc.Keyfunc // reads, and refetches the set on an unknown kid
 	refetch *rate.Limiter   // how often an unknown kid may cause a refetch
 	retry   *rate.Limiter   // the same, while the last fetch failed
@@ -315,7 +315,7 @@ type jwksKey struct {
 }
 
 func newJWKSSource(ctx context.Context, issuer, u string, opts *JWTVerifierOptions, logger *slog.Logger) (*jwksSource, error) {
-	s := &jwksSource{url: u, logger: logger, issuer: issuer}
+	s := &jwksSource{url: logURL(u), logger: logger, issuer: issuer}
 	s.index.Store(&jwksIndex{})
 	client := &http.Client{Timeout: defaultJWKSTimeout}
 	if opts.HTTPClient != nil {
@@ -363,6 +363,17 @@ func newJWKSSource(ctx context.Context, issuer, u string, opts *JWTVerifierOptio
 		return nil, errors.New("JWKSURL cannot be used")
 	}
 	return s, nil
+}
+
+// logURL is a JWKS URL as the log shows it: without the user information,
+// query and fragment, which may hold credentials (a password, an API key).
+func logURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	u.User, u.RawQuery, u.Fragment, u.RawFragment = nil, "", "", ""
+	return u.String()
 }
 
 func (s *jwksSource) fetchFailed(ctx context.Context, _ error) {

@@ -1,6 +1,7 @@
 package mcpauth
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -9,6 +10,7 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"strings"
 	"testing"
@@ -202,5 +204,26 @@ func TestJWTReviewMintExtra(t *testing.T) {
 	}
 	if p, err := v.Verify(context.Background(), tok); err != nil || p.Claims["tenant"] != "t1" || len(p.Scopes)+len(p.Roles) != 0 {
 		t.Fatalf("Verify = %v, %+v", err, p)
+	}
+}
+
+// TestJWTReviewJWKSURLNotLogged checks that a failed JWKS fetch is logged
+// without the secrets a JWKS URL can carry (a password, an API key in the
+// query), but with enough of the URL to find the endpoint.
+func TestJWTReviewJWKSURLNotLogged(t *testing.T) {
+	var log bytes.Buffer
+	v, err := NewJWTVerifier(JWTVerifierOptions{
+		Issuers: []TrustedIssuer{{Issuer: "i", Audiences: []string{testAudience}, JWKSURL: "http://user:s3cret-pw@127.0.0.1:1/jwks?api_key=s3cret-key#s3cret-frag"}},
+		Logger:  slog.New(slog.NewTextHandler(&log, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	if !strings.Contains(log.String(), "JWKS fetch failed") || !strings.Contains(log.String(), "127.0.0.1:1/jwks") {
+		t.Fatalf("the failed fetch was not logged with its endpoint: %q", log.String())
+	}
+	if strings.Contains(log.String(), "s3cret") {
+		t.Errorf("the log holds a secret of the JWKS URL: %q", log.String())
 	}
 }
