@@ -394,7 +394,9 @@ func (st *indexStorage) KeyReplaceAll(ctx context.Context, given []jwkset.JWK) e
 	idx := &jwksIndex{byKID: make(map[string]jwksKey, len(given))}
 	for _, j := range given {
 		m := j.Marshal()
-		if m.USE == jwkset.UseEnc {
+		// A key meant for encryption, by use or by key_ops (RFC 7517 §4.2,
+		// §4.3), never verifies a token.
+		if m.USE == jwkset.UseEnc || (len(m.KEYOPS) > 0 && !slices.Contains(m.KEYOPS, jwkset.KeyOpsVerify)) {
 			continue
 		}
 		k := jwksKey{alg: m.ALG.String(), key: publicOf(j.Key())}

@@ -7,11 +7,15 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/big"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -225,5 +229,80 @@ func TestJWTReviewJWKSURLNotLogged(t *testing.T) {
 	}
 	if strings.Contains(log.String(), "s3cret") {
 		t.Errorf("the log holds a secret of the JWKS URL: %q", log.String())
+	}
+}
+
+// TestJWTReviewJWKSKeys serves a JWKS holding keys that must never verify a
+// token (an encryption key by use or by key_ops, an HMAC key, a short RSA
+// key, a key whose alg or curve differs from the token's) next to good ones,
+// and checks each token against it, with and without a kid.
+func TestJWTReviewJWKSKeys(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	enc := base64.RawURLEncoding.EncodeToString
+	small, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p384b, _ := p384.PublicKey.Bytes()
+	p256b, _ := k.ec.PublicKey.Bytes()
+	rsaJWK := func(kid, extra string, key *rsa.PublicKey) string {
+		return `{"kty":"RSA","kid":"` + kid + `","n":"` + enc(key.N.Bytes()) + `","e":"AQAB"` + extra + `}`
+	}
+	set := `{"keys":[` + strings.Join([]string{
+		rsaJWK("use-enc", `,"use":"enc"`, &k.rsa.PublicKey),
+		rsaJWK("ops-enc", `,"key_ops":["encrypt","wrapKey"]`, &k.rsa.PublicKey),
+		rsaJWK("ops-verify", `,"key_ops":["verify"]`, &k.rsa.PublicKey),
+		rsaJWK("small", ``, &small.PublicKey),
+		rsaJWK("ps256", `,"alg":"PS256"`, &k.rsa.PublicKey),
+		`{"kty":"oct","kid":"oct","k":"` + enc(k.secret) + `"}`,
+		`{"kty":"EC","kid":"p384","crv":"P-384","x":"` + enc(p384b[1:49]) + `","y":"` + enc(p384b[49:]) + `"}`,
+		`{"kty":"EC","kid":"p256","crv":"P-256","x":"` + enc(p256b[1:33]) + `","y":"` + enc(p256b[33:]) + `"}`,
+	}, ",") + `]}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(set)) }))
+	defer srv.Close()
+	v := testVerifier(t, now, srv.URL, func(o *JWTVerifierOptions) { o.JWKSRefetchInterval = time.Hour })
+	claims := mustJSON(t, goodClaims(issJWKS, now, nil))
+	tests := []struct {
+		name     string
+		hdr, alg string
+		key      any
+		class    error // nil: accepted
+	}{
+		{"use enc", `{"alg":"RS256","kid":"use-enc"}`, "RS256", k.rsa, ErrTokenUnknownKey},
+		{"key_ops without verify", `{"alg":"RS256","kid":"ops-enc"}`, "RS256", k.rsa, ErrTokenUnknownKey},
+		{"key_ops with verify", `{"alg":"RS256","kid":"ops-verify"}`, "RS256", k.rsa, nil},
+		{"1024-bit RSA", `{"alg":"RS256","kid":"small"}`, "RS256", small, ErrTokenAlgorithm},
+		{"1024-bit RSA, no kid", `{"alg":"RS256"}`, "RS256", small, ErrTokenSignature},
+		{"RS256 with a PS256 key", `{"alg":"RS256","kid":"ps256"}`, "RS256", k.rsa, ErrTokenAlgorithm},
+		{"PS256 with a PS256 key", `{"alg":"PS256","kid":"ps256"}`, "PS256", k.rsa, nil},
+		{"HS256 with an oct key", `{"alg":"HS256","kid":"oct"}`, "HS256", k.secret, ErrTokenAlgorithm},
+		{"HS256 with an RSA kid", `{"alg":"HS256","kid":"ops-verify"}`, "HS256", k.secret, ErrTokenAlgorithm},
+		{"ES256 with a P-384 key", `{"alg":"ES256","kid":"p384"}`, "ES256", k.ec, ErrTokenAlgorithm},
+		{"ES384 with a P-256 key", `{"alg":"ES384","kid":"p256"}`, "ES384", p384, ErrTokenAlgorithm},
+		{"ES384 with its P-384 key", `{"alg":"ES384","kid":"p384"}`, "ES384", p384, nil},
+		{"ES256, no kid", `{"alg":"ES256"}`, "ES256", k.ec, nil},
+		{"alg none with a kid", `{"alg":"none","kid":"p256"}`, "", nil, ErrTokenAlgorithm},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var token string
+			if tt.key == nil {
+				token = enc([]byte(tt.hdr)) + "." + enc([]byte(claims)) + "."
+			} else {
+				token = signToken(t, tt.hdr, claims, tt.alg, tt.key)
+			}
+			_, err := v.Verify(context.Background(), token)
+			switch {
+			case tt.class == nil && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.class != nil && !errors.Is(err, tt.class):
+				t.Fatalf("Verify = %v, want %v", err, tt.class)
+			}
+		})
 	}
 }
