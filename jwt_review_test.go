@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -304,5 +305,121 @@ func TestJWTReviewJWKSKeys(t *testing.T) {
 				t.Fatalf("Verify = %v, want %v", err, tt.class)
 			}
 		})
+	}
+}
+
+// TestJWTReviewClaimEdges pins claim checks found sound in review, at their
+// edges: the audience's trailing-slash tolerance is not a prefix match, the
+// issuer is compared exactly, alg is matched exactly (no case folding or
+// trimming), NumericDates must be numbers, and Leeway applies to exp, nbf
+// and iat alike.
+func TestJWTReviewClaimEdges(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", func(o *JWTVerifierOptions) { o.Leeway = 30 * time.Second })
+	claims := func(change map[string]any) string { return mustJSON(t, goodClaims(issHMAC, now, change)) }
+	hs := func(hdr string, change map[string]any) string {
+		return signToken(t, hdr, claims(change), "HS256", k.secret)
+	}
+	at := func(d time.Duration) int64 { return now.Add(d).Unix() }
+	tests := []struct {
+		name  string
+		token string
+		class error // nil: accepted
+	}{
+		{"aud with a trailing slash", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience + "/"}), nil},
+		{"aud with two trailing slashes", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience + "//"}), ErrTokenAudience},
+		{"aud that extends the resource", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience + "x"}), ErrTokenAudience},
+		{"aud under the resource", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience + "/other"}), ErrTokenAudience},
+		{"aud a prefix of the resource", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience[:len(testAudience)-1]}), ErrTokenAudience},
+		{"aud in other case", hs(`{"alg":"HS256"}`, map[string]any{"aud": strings.ToUpper(testAudience)}), ErrTokenAudience},
+		{"aud an empty array", hs(`{"alg":"HS256"}`, map[string]any{"aud": []string{}}), ErrTokenAudience},
+		{"aud an empty string", hs(`{"alg":"HS256"}`, map[string]any{"aud": ""}), ErrTokenAudience},
+		{"aud an array with a number", hs(`{"alg":"HS256"}`, map[string]any{"aud": []any{testAudience, 1}}), ErrTokenMalformed},
+		{"iss with a trailing slash", hs(`{"alg":"HS256"}`, map[string]any{"iss": issHMAC + "/"}), ErrTokenIssuer},
+		{"iss in other case", hs(`{"alg":"HS256"}`, map[string]any{"iss": strings.ToUpper(issHMAC)}), ErrTokenIssuer},
+		{"iss an array", hs(`{"alg":"HS256"}`, map[string]any{"iss": []string{issHMAC}}), ErrTokenIssuer},
+		{"alg with a space", hs(`{"alg":"HS256 "}`, nil), ErrTokenAlgorithm},
+		{"alg in lower case", hs(`{"alg":"hs256"}`, nil), ErrTokenAlgorithm},
+		{"alg NONE", hs(`{"alg":"NONE"}`, nil), ErrTokenAlgorithm},
+		{"alg empty", hs(`{"alg":""}`, nil), ErrTokenAlgorithm},
+		{"alg a number", hs(`{"alg":256}`, nil), ErrTokenMalformed},
+		{"typ with a space", hs(`{"alg":"HS256","typ":"JWT "}`, nil), ErrTokenMalformed},
+		{"exp negative", hs(`{"alg":"HS256"}`, map[string]any{"exp": -1}), ErrTokenExpired},
+		{"exp null", hs(`{"alg":"HS256"}`, map[string]any{"exp": json.RawMessage("null")}), ErrTokenMalformed},
+		{"exp a numeric string", hs(`{"alg":"HS256"}`, map[string]any{"exp": fmt.Sprint(at(time.Hour))}), ErrTokenMalformed},
+		{"exp true", hs(`{"alg":"HS256"}`, map[string]any{"exp": true}), ErrTokenMalformed},
+		{"exp an array", hs(`{"alg":"HS256"}`, map[string]any{"exp": []int64{at(time.Hour)}}), ErrTokenMalformed},
+		{"exp far beyond int64", hs(`{"alg":"HS256"}`, map[string]any{"exp": json.RawMessage("1e300")}), nil},
+		{"exp within leeway", hs(`{"alg":"HS256"}`, map[string]any{"exp": at(-29 * time.Second)}), nil},
+		{"exp beyond leeway", hs(`{"alg":"HS256"}`, map[string]any{"exp": at(-30 * time.Second)}), ErrTokenExpired},
+		{"nbf within leeway", hs(`{"alg":"HS256"}`, map[string]any{"nbf": at(30 * time.Second)}), nil},
+		{"nbf beyond leeway", hs(`{"alg":"HS256"}`, map[string]any{"nbf": at(31 * time.Second)}), ErrTokenNotYetValid},
+		{"nbf a string", hs(`{"alg":"HS256"}`, map[string]any{"nbf": "0"}), ErrTokenMalformed},
+		{"iat within leeway", hs(`{"alg":"HS256"}`, map[string]any{"iat": at(30 * time.Second)}), nil},
+		{"iat beyond leeway", hs(`{"alg":"HS256"}`, map[string]any{"iat": at(31 * time.Second)}), ErrTokenNotYetValid},
+		{"iat long ago", hs(`{"alg":"HS256"}`, map[string]any{"iat": 0}), nil},
+		{"sub a number", hs(`{"alg":"HS256"}`, map[string]any{"sub": 7}), ErrTokenMalformed},
+		{"sub empty", hs(`{"alg":"HS256"}`, map[string]any{"sub": ""}), ErrTokenMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := v.Verify(context.Background(), tt.token)
+			switch {
+			case tt.class == nil && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tt.class != nil && !errors.Is(err, tt.class):
+				t.Fatalf("Verify = %v, want %v", err, tt.class)
+			}
+		})
+	}
+}
+
+// TestJWTReviewJWKSOutage checks, through Require, that once a JWKS that
+// served keys goes down, a token whose kid the fetched set lacks gets 503
+// (never a pass, never a 401 that tells the client its token is bad), that
+// a known kid keeps working, and that neither the response nor the audit
+// log holds the token or the fetch's error text.
+func TestJWTReviewJWKSOutage(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	srv := newJWKSServer(t, map[string]any{"ec-1": &k.ec.PublicKey})
+	var verifierLog, audit bytes.Buffer
+	v := testVerifier(t, now, srv.URL, func(o *JWTVerifierOptions) {
+		o.Logger = slog.New(slog.NewTextHandler(&verifierLog, nil))
+		o.JWKSRefetchInterval = time.Millisecond
+	})
+	h := Require(&RequireOptions{Logger: slog.New(slog.NewTextHandler(&audit, nil))}, v)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, PrincipalFromHTTPRequest(r).KeyID)
+	}))
+	claims := mustJSON(t, goodClaims(issJWKS, now, nil))
+	serve := func(token string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("POST", "/mcp", nil)
+		r.Header.Set("Authorization", "Bearer "+token)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w
+	}
+	srv.setDown(true)
+	time.Sleep(2 * time.Millisecond) // past the refetch interval
+	rotated := signToken(t, `{"alg":"ES256","kid":"ec-2"}`, claims, "ES256", k.ec)
+	w := serve(rotated)
+	if w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("unknown kid while the JWKS is down: %d, want 503", w.Code)
+	}
+	if srv.fetches.Load() < 2 {
+		t.Error("the unknown kid caused no fetch, so this test shows nothing")
+	}
+	sig := rotated[strings.LastIndexByte(rotated, '.')+1:]
+	for name, s := range map[string]string{"response": w.Body.String() + fmt.Sprint(w.Header()), "audit log": audit.String(), "verifier log": verifierLog.String()} {
+		if strings.Contains(s, sig) || strings.Contains(s, "status code") || strings.Contains(s, "down\n") || strings.Contains(s, "failed to") {
+			t.Errorf("the %s holds the token or the fetch's error text: %q", name, s)
+		}
+	}
+	if !strings.Contains(audit.String(), "reason=jwks_unavailable") {
+		t.Errorf("audit = %q, want reason=jwks_unavailable", audit.String())
+	}
+	if w := serve(signToken(t, `{"alg":"ES256","kid":"ec-1"}`, claims, "ES256", k.ec)); w.Code != http.StatusOK || w.Body.String() != "ec-1" {
+		t.Errorf("known kid while the JWKS is down: %d %q", w.Code, w.Body.String())
 	}
 }
