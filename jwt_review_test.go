@@ -423,3 +423,36 @@ func TestJWTReviewJWKSOutage(t *testing.T) {
 		t.Errorf("known kid while the JWKS is down: %d %q", w.Code, w.Body.String())
 	}
 }
+
+// TestJWTReviewZeroMemoryRevocations checks that a MemoryRevocations
+// declared as a plain variable (the exported type invites it) works as a
+// verifier's store, instead of panicking on the first Revoke.
+func TestJWTReviewZeroMemoryRevocations(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	var store MemoryRevocations
+	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", func(o *JWTVerifierOptions) { o.Revocations = &store })
+	ctx := context.Background()
+	token := signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), "HS256", k.secret)
+	if _, err := v.Verify(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				t.Fatalf("Revoke panicked: %v", r)
+			}
+		}()
+		for i := range 64 { // enough to reach the periodic clean-up
+			if err := store.Revoke(ctx, fmt.Sprint("other-", i), now.Add(-time.Hour)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := v.Revoke(ctx, token); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	if _, err := v.Verify(ctx, token); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("after Revoke: %v", err)
+	}
+}
