@@ -897,7 +897,9 @@ func collectClaims(claims map[string]any, names []string, split bool) []string {
 		switch val := lookupClaim(claims, name).(type) {
 		case string:
 			if split {
-				for _, s := range strings.Fields(val) {
+				// At spaces only (RFC 6749 §3.3): another white space is
+				// part of a scope, as the issuer read it.
+				for s := range strings.SplitSeq(val, " ") {
 					add(s)
 				}
 			} else {

@@ -456,3 +456,39 @@ func TestJWTReviewZeroMemoryRevocations(t *testing.T) {
 		t.Fatalf("after Revoke: %v", err)
 	}
 }
+
+// TestJWTReviewScopeSplit checks that a scope string is split at spaces
+// (U+0020) only, as RFC 6749 §3.3 and RFC 8693 §4.2 define it. Splitting at
+// any Unicode white space let one scope an identity provider granted (say a
+// parameterised "group:x<NBSP>admin", which it reads as one token) become
+// two here, one of them "admin".
+func TestJWTReviewScopeSplit(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", nil)
+	tests := []struct {
+		scope string
+		want  []string
+	}{
+		{"read  write ", []string{"read", "write"}},
+		{"group:x\u00a0admin", []string{"group:x\u00a0admin"}},
+		{"group:x\tadmin read", []string{"group:x\tadmin", "read"}},
+		{"group:x\nadmin", []string{"group:x\nadmin"}},
+		{"group:x\u2003admin\u3000root", []string{"group:x\u2003admin\u3000root"}},
+		{"group:x\u0085admin", []string{"group:x\u0085admin"}},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%q", tt.scope), func(t *testing.T) {
+			for _, claim := range []string{"scope", "scp"} {
+				token := signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, map[string]any{"scope": nil, claim: tt.scope})), "HS256", k.secret)
+				p, err := v.Verify(context.Background(), token)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fmt.Sprintf("%q", p.Scopes) != fmt.Sprintf("%q", tt.want) {
+					t.Errorf("%s %q: Scopes = %q, want %q", claim, tt.scope, p.Scopes, tt.want)
+				}
+			}
+		})
+	}
+}
