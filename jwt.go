@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -634,6 +635,11 @@ func decodeSegment(s string, max int) ([]byte, error) {
 	if b64.DecodedLen(len(s)) > max {
 		return nil, errors.New("segment too large")
 	}
+	// Even a Strict encoding skips CR and LF, which would let a token with
+	// a line break in it pass as the token without.
+	if strings.IndexByte(s, '\n') >= 0 || strings.IndexByte(s, '\r') >= 0 {
+		return nil, errors.New("line break")
+	}
 	buf := make([]byte, b64.DecodedLen(len(s)))
 	n, err := b64.Decode(buf, []byte(s))
 	if err != nil {
@@ -688,10 +694,16 @@ func parseClaims(raw []byte) (map[string]any, error) {
 }
 
 // decodeObject decodes a JSON object and refuses one with a duplicate member
-// name (RFC 7519 §4 allows refusing; taking the last, as encoding/json does,
-// lets two parsers read one token differently) or nested more than
-// maxJSONDepth deep.
+// name in any of its objects, however deeply nested (RFC 7519 §4 allows
+// refusing; taking the last, as encoding/json does, lets two parsers read one
+// token differently, and nested claims such as Keycloak's realm_access.roles
+// name roles), or nested more than maxJSONDepth deep.
 func decodeObject(raw []byte) (map[string]any, error) {
+	// encoding/json turns invalid UTF-8 into U+FFFD, so "alice\xff" and
+	// "alice\xfe" would be one subject; RFC 7519 §7.2 requires UTF-8.
+	if !utf8.Valid(raw) {
+		return nil, errors.New("invalid UTF-8")
+	}
 	members, err := scanObject(raw)
 	if err != nil {
 		return nil, err
@@ -700,58 +712,119 @@ func decodeObject(raw []byte) (map[string]any, error) {
 	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
 		return nil, errors.New("bad JSON")
 	}
-	// scanObject counted the members as written; the map holds them by
-	// their decoded names, so "sub" and "s\u0075b" count once in it.
-	if len(m) != members {
+	// scanObject counted the members as written; the maps hold them by
+	// their decoded names, so "sub" and "s\u0075b" count once in them.
+	if countMembers(m) != members {
 		return nil, errors.New("duplicate member")
 	}
 	return m, nil
 }
 
-// scanObject counts the members of the top-level JSON object in raw and
-// checks its nesting depth. It trusts encoding/json to validate the rest.
+// scanObject counts the members of every JSON object in raw, the top-level
+// one and those nested in it, and checks the nesting depth. It trusts
+// encoding/json to validate the rest.
 func scanObject(raw []byte) (members int, err error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) < 2 || raw[0] != '{' {
 		return 0, errors.New("not a JSON object")
 	}
+	// Bit d of inObject is set when the container at depth d is an object
+	// (not an array), where a string after '{' or ',' is a member name.
+	var inObject uint32
 	depth := 0
 	expectKey := false
 	for i := 0; i < len(raw); i++ {
 		switch raw[i] {
 		case '"':
-			if depth == 1 && expectKey {
+			if expectKey {
 				members++
 				expectKey = false
 			}
 			// Skip the string.
 			for i++; i < len(raw) && raw[i] != '"'; i++ {
-				if raw[i] == '\\' {
-					i++
+				if raw[i] != '\\' {
+					continue
+				}
+				if i++; i >= len(raw) || raw[i] != 'u' {
+					continue
+				}
+				// encoding/json turns an escaped UTF-16 surrogate that is
+				// not half of a pair into U+FFFD, as it does invalid UTF-8:
+				// "alice\ud800" and "alice\udbff" would be one subject.
+				switch r := hex4(raw[i+1:]); {
+				case r >= 0xdc00 && r <= 0xdfff:
+					return 0, errors.New("unpaired surrogate")
+				case r >= 0xd800 && r <= 0xdbff:
+					if len(raw) < i+11 || raw[i+5] != '\\' || raw[i+6] != 'u' {
+						return 0, errors.New("unpaired surrogate")
+					}
+					if low := hex4(raw[i+7:]); low < 0xdc00 || low > 0xdfff {
+						return 0, errors.New("unpaired surrogate")
+					}
+					i += 10 // the pair's last hex digit
 				}
 			}
-		case '{':
+		case '{', '[':
 			depth++
 			if depth > maxJSONDepth {
 				return 0, errors.New("JSON nested too deep")
 			}
-			if depth == 1 {
-				expectKey = true
-			}
-		case '[':
-			depth++
-			if depth > maxJSONDepth {
-				return 0, errors.New("JSON nested too deep")
+			expectKey = raw[i] == '{'
+			if expectKey {
+				inObject |= 1 << depth
+			} else {
+				inObject &^= 1 << depth
 			}
 		case '}', ']':
-			depth--
-		case ',':
-			if depth == 1 {
-				expectKey = true
+			if depth--; depth < 0 {
+				return 0, errors.New("bad JSON")
 			}
+			expectKey = false
+		case ',':
+			expectKey = inObject&(1<<depth) != 0
 		}
 	}
 	return members, nil
+}
+
+// hex4 reads the four hex digits of a \u escape, or returns -1.
+func hex4(b []byte) rune {
+	if len(b) < 4 {
+		return -1
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return -1
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
+}
+
+// countMembers counts the members of the decoded object v and of every
+// object nested in it. scanObject bounds the depth of the recursion.
+func countMembers(v any) int {
+	n := 0
+	switch v := v.(type) {
+	case map[string]any:
+		n = len(v)
+		for _, e := range v {
+			n += countMembers(e)
+		}
+	case []any:
+		for _, e := range v {
+			n += countMembers(e)
+		}
+	}
+	return n
 }
 
 // numericDate reads a NumericDate claim (RFC 7519 §2): seconds since the
@@ -824,7 +897,9 @@ func collectClaims(claims map[string]any, names []string, split bool) []string {
 		switch val := lookupClaim(claims, name).(type) {
 		case string:
 			if split {
-				for _, s := range strings.Fields(val) {
+				// At spaces only (RFC 6749 §3.3): another white space is
+				// part of a scope, as the issuer read it.
+				for s := range strings.SplitSeq(val, " ") {
 					add(s)
 				}
 			} else {

@@ -25,7 +25,7 @@ type RevocationStore interface {
 }
 
 // MemoryRevocations is a [RevocationStore] in memory: revocations last until
-// the process ends or the token expires.
+// the process ends or the token expires. The zero value is an empty store.
 type MemoryRevocations struct {
 	mu      sync.RWMutex
 	revoked map[string]time.Time
@@ -46,11 +46,17 @@ func newMemoryRevocations(now func() time.Time) *MemoryRevocations {
 func (m *MemoryRevocations) Revoke(_ context.Context, id string, expiry time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.revoked == nil {
+		m.revoked = map[string]time.Time{}
+	}
 	m.revoked[id] = expiry
 	// Drop the records of expired tokens now and then, so that the map
 	// does not grow with every revocation ever made.
 	if m.puts++; m.puts%64 == 0 {
-		now := m.now()
+		now := time.Now()
+		if m.now != nil {
+			now = m.now()
+		}
 		for k, exp := range m.revoked {
 			if !exp.IsZero() && now.After(exp) {
 				delete(m.revoked, k)

@@ -62,7 +62,9 @@ type TokenClaims struct {
 	// TTL is how long the token is valid. Zero means the issuer's TTL.
 	TTL time.Duration
 	// Extra are further claims. They may not replace a claim the issuer
-	// sets.
+	// sets, nor set one that a JWTVerifier reads as scopes, roles or client
+	// by default (scp, permissions, role, azp): those come from the fields
+	// above only.
 	Extra map[string]any
 }
 
@@ -109,6 +111,9 @@ func NewJWTIssuer(opts JWTIssuerOptions) (*JWTIssuer, error) {
 		}
 		i.key, i.method = slices.Clone(k), jwt.SigningMethodHS256
 	case *ecdsa.PrivateKey:
+		if k == nil || k.D == nil || !validECDSAPoint(&k.PublicKey) {
+			return nil, errors.New("mcpauth: JWT issuer: bad ECDSA key")
+		}
 		if k.Curve != elliptic.P256() {
 			return nil, errors.New("mcpauth: JWT issuer: the ECDSA key is not on P-256")
 		}
@@ -192,8 +197,11 @@ func (i *JWTIssuer) JWKS() ([]byte, error) {
 	return json.Marshal(jwkset.JWKSMarshal{Keys: []jwkset.JWKMarshal{jwk.Marshal()}})
 }
 
-// registeredClaims are the claims Mint sets and TokenClaims.Extra may not.
-var registeredClaims = []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "scope", "roles", "client_id"}
+// registeredClaims are the claims TokenClaims.Extra may not set: those Mint
+// sets, and those a verifier with the default RoleClaims and ScopeClaims
+// merges into the same principal fields (so Extra cannot widen Scopes,
+// Roles or ClientID behind the caller's back).
+var registeredClaims = []string{"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "scope", "roles", "client_id", "scp", "permissions", "role", "azp"}
 
 // Mint returns a signed token for the claims. Every token has a random jti,
 // so that it can be revoked alone.

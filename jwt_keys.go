@@ -201,20 +201,30 @@ func keyFits(alg string, key any) bool {
 func publicKeyAlgs(key any) ([]string, error) {
 	switch k := key.(type) {
 	case *rsa.PublicKey:
-		if k.N == nil || k.N.BitLen() < minRSABits {
+		if k == nil || k.N == nil || k.N.BitLen() < minRSABits {
 			return nil, fmt.Errorf("RSA key shorter than %d bits", minRSABits)
 		}
 		return rsaAlgs, nil
 	case *ecdsa.PublicKey:
+		if k == nil {
+			return nil, errors.New("nil ECDSA key")
+		}
+		var algs []string
 		switch k.Curve {
 		case elliptic.P256():
-			return []string{"ES256"}, nil
+			algs = []string{"ES256"}
 		case elliptic.P384():
-			return []string{"ES384"}, nil
+			algs = []string{"ES384"}
 		case elliptic.P521():
-			return []string{"ES512"}, nil
+			algs = []string{"ES512"}
+		default:
+			return nil, errors.New("ECDSA key on an unsupported curve")
 		}
-		return nil, errors.New("ECDSA key on an unsupported curve")
+		// ecdsa.Verify panics on a key without a point, at request time.
+		if !validECDSAPoint(k) {
+			return nil, errors.New("ECDSA key is not a point on its curve")
+		}
+		return algs, nil
 	case ed25519.PublicKey:
 		if len(k) != ed25519.PublicKeySize {
 			return nil, errors.New("bad Ed25519 key")
@@ -224,6 +234,15 @@ func publicKeyAlgs(key any) ([]string, error) {
 		return nil, errors.New("an HMAC secret goes in Secret, not PublicKeys")
 	}
 	return nil, fmt.Errorf("unsupported public key type %T", key)
+}
+
+// validECDSAPoint reports whether k is a point on its curve.
+func validECDSAPoint(k *ecdsa.PublicKey) bool {
+	if k == nil || k.Curve == nil || k.X == nil || k.Y == nil {
+		return false
+	}
+	_, err := k.Bytes() // which checks that the point is on the curve
+	return err == nil
 }
 
 // parsePublicKeysPEM reads every PEM block of data as a public key.
@@ -275,7 +294,7 @@ func slicesTrimSpace(b []byte) []byte {
 // in an index by kid, rebuilt at each fetch, so that a token with a known
 // kid costs one map lookup.
 type jwksSource struct {
-	url     string
+	url     string          // for the log only: see logURL
 	keyfunc keyfunc.Keyfunc // reads, and refetches the set on an unknown kid
 	refetch *rate.Limiter   // how often an unknown kid may cause a refetch
 	retry   *rate.Limiter   // the same, while the last fetch failed
@@ -296,7 +315,7 @@ type jwksKey struct {
 }
 
 func newJWKSSource(ctx context.Context, issuer, u string, opts *JWTVerifierOptions, logger *slog.Logger) (*jwksSource, error) {
-	s := &jwksSource{url: u, logger: logger, issuer: issuer}
+	s := &jwksSource{url: logURL(u), logger: logger, issuer: issuer}
 	s.index.Store(&jwksIndex{})
 	client := &http.Client{Timeout: defaultJWKSTimeout}
 	if opts.HTTPClient != nil {
@@ -346,6 +365,17 @@ func newJWKSSource(ctx context.Context, issuer, u string, opts *JWTVerifierOptio
 	return s, nil
 }
 
+// logURL is a JWKS URL as the log shows it: without the user information,
+// query and fragment, which may hold credentials (a password, an API key).
+func logURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	u.User, u.RawQuery, u.Fragment, u.RawFragment = nil, "", "", ""
+	return u.String()
+}
+
 func (s *jwksSource) fetchFailed(ctx context.Context, _ error) {
 	s.failed.Store(true)
 	// The error text may quote the response; the URL and the fact suffice.
@@ -364,7 +394,9 @@ func (st *indexStorage) KeyReplaceAll(ctx context.Context, given []jwkset.JWK) e
 	idx := &jwksIndex{byKID: make(map[string]jwksKey, len(given))}
 	for _, j := range given {
 		m := j.Marshal()
-		if m.USE == jwkset.UseEnc {
+		// A key meant for encryption, by use or by key_ops (RFC 7517 §4.2,
+		// §4.3), never verifies a token.
+		if m.USE == jwkset.UseEnc || (len(m.KEYOPS) > 0 && !slices.Contains(m.KEYOPS, jwkset.KeyOpsVerify)) {
 			continue
 		}
 		k := jwksKey{alg: m.ALG.String(), key: publicOf(j.Key())}
