@@ -148,7 +148,8 @@ type TrustedIssuer struct {
 	// server.
 	Method Method
 
-	// Secret is an HMAC key (HS256, HS384, HS512) of at least 32 bytes.
+	// Secret is an HMAC key of at least 32 bytes. As RFC 7518 §3.2 requires,
+	// it verifies HS256, and also HS384 from 48 bytes and HS512 from 64.
 	Secret []byte
 	// PublicKeyPEM holds one or more PEM blocks: "PUBLIC KEY" (PKIX), "RSA
 	// PUBLIC KEY" (PKCS #1) or "CERTIFICATE". RSA keys must have at least
@@ -162,6 +163,11 @@ type TrustedIssuer struct {
 	// triggers a fetch, at most once per JWKSRefetchInterval. When the set
 	// cannot be fetched and no fetched key matches, requests get 503.
 	JWKSURL string
+	// AllowHTTPJWKS accepts a JWKSURL with the http scheme on a host that
+	// is not loopback, for a provider reachable only that way inside a
+	// trusted network. False (the default) requires https there: anyone who
+	// can change the key set in transit can sign tokens this server accepts.
+	AllowHTTPJWKS bool
 
 	// Algorithms restricts the accepted algorithms further. Nil (the
 	// default) means every algorithm the keys can verify.

@@ -14,8 +14,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -94,7 +96,14 @@ func newTrustedIssuer(ctx context.Context, ti *TrustedIssuer, opts *JWTVerifierO
 			return nil, fmt.Errorf("the HMAC secret is shorter than %d bytes", minHMACSecretLen)
 		}
 		iss.keys = append(iss.keys, slices.Clone(ti.Secret))
-		possible = append(possible, hmacAlgs...)
+		// RFC 7518 §3.2: the key must be at least as long as the hash.
+		possible = append(possible, "HS256")
+		if len(ti.Secret) >= 48 {
+			possible = append(possible, "HS384")
+		}
+		if len(ti.Secret) >= 64 {
+			possible = append(possible, "HS512")
+		}
 	}
 	pemKeys, err := parsePublicKeysPEM(ti.PublicKeyPEM)
 	if err != nil {
@@ -115,6 +124,10 @@ func newTrustedIssuer(ctx context.Context, ti *TrustedIssuer, opts *JWTVerifierO
 		u, err := url.Parse(ti.JWKSURL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			return nil, errors.New("JWKSURL is not an http(s) URL")
+		}
+		// Whoever can change the key set in transit can sign tokens.
+		if u.Scheme == "http" && !isLoopback(u.Hostname()) && !ti.AllowHTTPJWKS {
+			return nil, errors.New("JWKSURL is plain http to a host that is not loopback (use https, or set AllowHTTPJWKS)")
 		}
 		// A JWKS is public, so it never holds HMAC keys worth trusting.
 		possible = asymAlgs
@@ -514,4 +527,14 @@ func (l limitBody) RoundTrip(r *http.Request) (*http.Response, error) {
 		io.Closer
 	}{io.LimitReader(resp.Body, maxJWKSSize), resp.Body}
 	return resp, nil
+}
+
+// isLoopback reports whether host names this machine: localhost or a
+// loopback address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }

@@ -492,3 +492,34 @@ func TestJWTReviewScopeSplit(t *testing.T) {
 		})
 	}
 }
+
+// TestHMACKeyLengthPerAlgorithm: RFC 7518 §3.2 wants an HMAC key at least as
+// long as the hash, so a 32-byte secret verifies HS256 but not HS384 or
+// HS512, even for a token it did sign.
+func TestHMACKeyLengthPerAlgorithm(t *testing.T) {
+	now := time.Now()
+	for _, tt := range []struct {
+		secretLen int
+		alg       string
+		ok        bool
+	}{
+		{32, "HS256", true}, {32, "HS384", false}, {32, "HS512", false},
+		{48, "HS384", true}, {48, "HS512", false},
+		{64, "HS256", true}, {64, "HS384", true}, {64, "HS512", true},
+	} {
+		secret := bytes.Repeat([]byte{'k'}, tt.secretLen)
+		v, err := NewJWTVerifier(JWTVerifierOptions{Issuers: []TrustedIssuer{{Issuer: issHMAC, Audiences: []string{testAudience}, Secret: secret}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		token := signToken(t, `{"alg":"`+tt.alg+`","typ":"JWT"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), tt.alg, secret)
+		_, err = v.Verify(context.Background(), token)
+		v.Close()
+		if tt.ok && err != nil {
+			t.Errorf("%d-byte secret, %s: %v", tt.secretLen, tt.alg, err)
+		}
+		if !tt.ok && !errors.Is(err, ErrTokenAlgorithm) {
+			t.Errorf("%d-byte secret, %s: err = %v, want ErrTokenAlgorithm", tt.secretLen, tt.alg, err)
+		}
+	}
+}

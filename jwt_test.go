@@ -52,7 +52,7 @@ var testKeys = sync.OnceValue(func() (k struct {
 	if _, k.ed, err = ed25519.GenerateKey(rand.Reader); err != nil {
 		panic(err)
 	}
-	k.secret = bytes.Repeat([]byte("0123456789abcdef"), 2)
+	k.secret = bytes.Repeat([]byte("0123456789abcdef"), 4) // 64 bytes: enough for HS512
 	der, err := x509.MarshalPKIXPublicKey(&k.rsa.PublicKey)
 	if err != nil {
 		panic(err)
@@ -400,6 +400,9 @@ func TestNewJWTVerifierRefusesBadConfig(t *testing.T) {
 		{"no keys", []TrustedIssuer{{Issuer: "i", Audiences: aud}}},
 		{"no audiences", []TrustedIssuer{{Issuer: "i", Secret: k.secret}}},
 		{"short secret", []TrustedIssuer{{Issuer: "i", Audiences: aud, Secret: []byte("0123456789abcdef0123456789abcde")}}},
+		{"HS512 with a 32-byte secret", []TrustedIssuer{{Issuer: "i", Audiences: aud, Secret: k.secret[:32], Algorithms: []string{"HS512"}}}},
+		{"HS384 with a 47-byte secret", []TrustedIssuer{{Issuer: "i", Audiences: aud, Secret: k.secret[:47], Algorithms: []string{"HS384"}}}},
+		{"JWKS over plain http to another host", []TrustedIssuer{{Issuer: "i", Audiences: aud, JWKSURL: "http://idp.example.com/jwks"}}},
 		{"1024-bit RSA", []TrustedIssuer{{Issuer: "i", Audiences: aud, PublicKeyPEM: smallPEM}}},
 		{"private key PEM", []TrustedIssuer{{Issuer: "i", Audiences: aud, PublicKeyPEM: privPEM}}},
 		{"garbage PEM", []TrustedIssuer{{Issuer: "i", Audiences: aud, PublicKeyPEM: []byte("not pem")}}},
