@@ -84,7 +84,7 @@ func tutorialAPIKeyAuth(keys []string, next http.Handler) http.Handler {
 	})
 }
 
-var quietLog = &mcpauth.RequireOptions{Logger: slog.New(slog.DiscardHandler)}
+var quietLog = quiet
 
 // BenchmarkAPIKeySuccess measures an accepted request through the whole
 // middleware (authentication, audit decision, go-sdk bridge), beside the

@@ -1,0 +1,41 @@
+package mcpauth
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/mcpauth/mcpauth/internal/benchcmp"
+	"github.com/modelcontextprotocol/go-sdk/auth"
+)
+
+type nopWriter struct{ h http.Header }
+
+func (w *nopWriter) Header() http.Header         { return w.h }
+func (w *nopWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *nopWriter) WriteHeader(int)             {}
+
+// BenchmarkBridgeRatio measures what Require costs apart from verifying a
+// credential: an authenticator that returns a principal built once (as
+// APIKeys and the JWT cache do), so that what is left is putting the
+// principal on the context and handing it to go-sdk. The baseline is go-sdk's
+// RequireBearerToken with a verifier that does nothing.
+func BenchmarkBridgeRatio(b *testing.B) {
+	p := (&Principal{Subject: "user", Method: MethodAPIKey}).seal()
+	fixed := AuthenticatorFunc(func(*http.Request) (*Principal, error) { return p, nil })
+	var sink int
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sink += len(auth.TokenInfoFromContext(r.Context()).UserID)
+	})
+	info := &auth.TokenInfo{UserID: "apikey:user", Expiration: time.Now().Add(time.Hour)}
+	noop := auth.RequireBearerToken(func(context.Context, string, *http.Request) (*auth.TokenInfo, error) { return info, nil }, nil)(next)
+	ours := Require(&RequireOptions{Logger: slog.New(slog.DiscardHandler)}, fixed)(next)
+	r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+	r.Header.Set("Authorization", "Bearer abc")
+	w := &nopWriter{h: http.Header{}}
+	b.ReportAllocs()
+	benchcmp.Interleave(b, 200, func() { ours.ServeHTTP(w, r) }, func() { noop.ServeHTTP(w, r) })
+}
