@@ -3,6 +3,7 @@ package mcpauth
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -394,6 +395,27 @@ func TestRequireResponses(t *testing.T) {
 		Require(&RequireOptions{Logger: logger}, leaky)(next).ServeHTTP(w, apiKeyRequest("X-API-Key", key))
 		if w.Code != http.StatusUnauthorized || strings.Contains(w.Body.String(), "hunter2") || strings.Contains(logBuf.String(), "hunter2") {
 			t.Fatalf("status %d body %s", w.Code, w.Body)
+		}
+	})
+	t.Run("rate limited", func(t *testing.T) {
+		for _, tt := range []struct {
+			err   error
+			retry string
+		}{
+			{&RateLimitError{RetryAfter: 1500 * time.Millisecond}, "2"},
+			{&RateLimitError{}, "1"},
+			{fmt.Errorf("lockout: %w", &RateLimitError{RetryAfter: time.Minute}), "60"},
+			{ErrRateLimited, ""},
+		} {
+			limited := AuthenticatorFunc(func(*http.Request) (*Principal, error) { return nil, tt.err })
+			w := httptest.NewRecorder()
+			Require(&RequireOptions{Logger: logger}, limited)(next).ServeHTTP(w, apiKeyRequest("", ""))
+			if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != tt.retry || w.Header().Get("WWW-Authenticate") != "" {
+				t.Errorf("%v: status %d, Retry-After %q, challenge %q", tt.err, w.Code, w.Header().Get("Retry-After"), w.Header().Get("WWW-Authenticate"))
+			}
+			if !strings.Contains(w.Body.String(), `"error":"temporarily_unavailable"`) {
+				t.Errorf("%v: body %s", tt.err, w.Body)
+			}
 		}
 	})
 	t.Run("forbidden and insufficient scope", func(t *testing.T) {

@@ -209,7 +209,7 @@ func (e *errorClass) Unwrap() error { return e.parent }
 //   - [ErrInvalidCredentials] and its refinements ([ErrExpired], [ErrRevoked],
 //     [ErrMalformed]): 401 with error="invalid_token".
 //   - [ErrForbidden]: 403.
-//   - [ErrRateLimited]: 429.
+//   - [ErrRateLimited]: 429, with Retry-After for a [RateLimitError].
 //   - [ErrUnavailable]: 503; a credential source that is down never lets a
 //     request through.
 //
@@ -243,3 +243,13 @@ type ScopeError struct {
 
 func (e *ScopeError) Error() string { return "mcpauth: insufficient scope" }
 func (e *ScopeError) Unwrap() error { return ErrForbidden }
+
+// RateLimitError refuses a request for coming too often. [Require] answers it
+// with 429 and a Retry-After header of RetryAfter, rounded up to whole
+// seconds (at least 1).
+type RateLimitError struct {
+	RetryAfter time.Duration
+}
+
+func (e *RateLimitError) Error() string { return "mcpauth: rate limited" }
+func (e *RateLimitError) Unwrap() error { return ErrRateLimited }

@@ -45,7 +45,8 @@ type RequireOptions struct {
 // Otherwise the middleware responds with 401 and a WWW-Authenticate: Bearer
 // challenge (RFC 6750 §3), with error="invalid_token" when credentials were
 // presented; with 403 for [ErrForbidden], and error="insufficient_scope" for
-// a [ScopeError]; with 503 when a credential source is down ([ErrUnavailable]).
+// a [ScopeError]; with 429 for [ErrRateLimited] (Retry-After for a
+// [RateLimitError]); with 503 when a credential source is down ([ErrUnavailable]).
 // The response body is a small JSON object with an RFC 6749 error code and a
 // fixed description: never the authenticator's error text, never a credential.
 //
@@ -182,6 +183,10 @@ func writeChallenge(w http.ResponseWriter, err error, resourceMetadata string) {
 		resp = cachedRefusal(classOf(err), resourceMetadata)
 	}
 	h := w.Header()
+	if rl := (*RateLimitError)(nil); errors.As(err, &rl) {
+		secs := int64((rl.RetryAfter + time.Second - 1) / time.Second)
+		h["Retry-After"] = []string{strconv.FormatInt(max(secs, 1), 10)}
+	}
 	if resp.challenge != "" {
 		h["Www-Authenticate"] = []string{resp.challenge}
 	}
@@ -227,6 +232,10 @@ func newRefusal(c *errorClass, resourceMetadata string, insufficientScope bool, 
 		status, code = http.StatusForbidden, "access_denied"
 	case errors.Is(c, ErrUnavailable):
 		status, code = http.StatusServiceUnavailable, "temporarily_unavailable"
+	case errors.Is(c, ErrRateLimited):
+		// RFC 6749 has no code for this; temporarily_unavailable (§4.1.2.1)
+		// is the one whose meaning fits.
+		status, code = http.StatusTooManyRequests, "temporarily_unavailable"
 	}
 	r := &refusal{status: status}
 	if status == http.StatusUnauthorized || status == http.StatusForbidden {
