@@ -552,15 +552,7 @@ func TestJWTCacheAndRevocation(t *testing.T) {
 	// Revocation works on a cached token at once.
 	setClock(now)
 	token2 := signToken(t, `{"alg":"RS256"}`, mustJSON(t, goodClaims(issRSA, now, map[string]any{"jti": "to-revoke"})), "RS256", k.rsa)
-	if _, err := v.Verify(ctx, token2); err != nil {
-		t.Fatal(err)
-	}
-	if err := v.Revoke(ctx, token2); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := v.Verify(ctx, token2); !errors.Is(err, ErrRevoked) {
-		t.Fatalf("revoked token: %v", err)
-	}
+	checkRevoke(t, v, token2, "revoked token")
 	// Revocation by jti covers another token with the same issuer and jti.
 	token3 := signToken(t, `{"alg":"RS256","kid":"x"}`, mustJSON(t, goodClaims(issRSA, now, map[string]any{"jti": "to-revoke", "sub": "other"})), "RS256", k.rsa)
 	if _, err := v.Verify(ctx, token3); !errors.Is(err, ErrRevoked) {
@@ -573,15 +565,7 @@ func TestJWTCacheAndRevocation(t *testing.T) {
 	}
 	// A token without jti is revoked by its hash.
 	token4 := signToken(t, `{"alg":"RS256"}`, mustJSON(t, goodClaims(issRSA, now, map[string]any{"jti": nil})), "RS256", k.rsa)
-	if _, err := v.Verify(ctx, token4); err != nil {
-		t.Fatal(err)
-	}
-	if err := v.Revoke(ctx, token4); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := v.Verify(ctx, token4); !errors.Is(err, ErrRevoked) {
-		t.Fatalf("revoked token without jti: %v", err)
-	}
+	checkRevoke(t, v, token4, "revoked token without jti")
 
 	// An ECDSA signature (r, s) has a twin (r, n-s) that verifies too; a
 	// revoked token without jti must not come back as its twin.
@@ -629,6 +613,22 @@ func TestJWTCacheAndRevocation(t *testing.T) {
 	}
 	if n := len(v.headers.m); n > headerMemoSize {
 		t.Errorf("the header memo holds %d headers", n)
+	}
+}
+
+// checkRevoke checks that token verifies, revokes it, and checks that it is
+// refused as revoked from then on; what names the token in the failure.
+func checkRevoke(t *testing.T, v *JWTVerifier, token, what string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := v.Verify(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Revoke(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(ctx, token); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("%s: %v", what, err)
 	}
 }
 
