@@ -384,17 +384,10 @@ func TestJWTReviewJWKSOutage(t *testing.T) {
 		fmt.Fprint(w, PrincipalFromHTTPRequest(r).KeyID)
 	}))
 	claims := mustJSON(t, goodClaims(issJWKS, now, nil))
-	serve := func(token string) *httptest.ResponseRecorder {
-		r := httptest.NewRequest("POST", "/mcp", nil)
-		r.Header.Set("Authorization", "Bearer "+token)
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		return w
-	}
 	srv.setDown(true)
 	time.Sleep(2 * time.Millisecond) // past the refetch interval
 	rotated := signToken(t, `{"alg":"ES256","kid":"ec-2"}`, claims, "ES256", k.ec)
-	w := serve(rotated)
+	w := serveBearer(h, rotated)
 	if w.Code != http.StatusServiceUnavailable {
 		t.Fatalf("unknown kid while the JWKS is down: %d, want 503", w.Code)
 	}
@@ -410,7 +403,7 @@ func TestJWTReviewJWKSOutage(t *testing.T) {
 	if !strings.Contains(audit.String(), "reason=jwks_unavailable") {
 		t.Errorf("audit = %q, want reason=jwks_unavailable", audit.String())
 	}
-	if w := serve(signToken(t, `{"alg":"ES256","kid":"ec-1"}`, claims, "ES256", k.ec)); w.Code != http.StatusOK || w.Body.String() != "ec-1" {
+	if w := serveBearer(h, signToken(t, `{"alg":"ES256","kid":"ec-1"}`, claims, "ES256", k.ec)); w.Code != http.StatusOK || w.Body.String() != "ec-1" {
 		t.Errorf("known kid while the JWKS is down: %d %q", w.Code, w.Body.String())
 	}
 }
