@@ -112,6 +112,24 @@ func benchAgainstGolangJWT(b *testing.B, c benchCase, v *JWTVerifier, token stri
 	})
 }
 
+// benchJWKSAndLocal returns two verifiers of c's issuer with the cache off:
+// one with c's key from a JWKS server (as kid "key-1"), the other with the
+// same key configured locally.
+func benchJWKSAndLocal(b *testing.B, c benchCase) (jwks, local *JWTVerifier) {
+	srv := newJWKSServer(b, map[string]any{"key-1": c.verify})
+	jwks, err := NewJWTVerifier(JWTVerifierOptions{CacheTTL: -1, Issuers: []TrustedIssuer{{Issuer: c.iss, Audiences: []string{testAudience}, JWKSURL: srv.URL}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { jwks.Close() })
+	local, err = NewJWTVerifier(JWTVerifierOptions{CacheTTL: -1, Issuers: []TrustedIssuer{{Issuer: c.iss, Audiences: []string{testAudience}, PublicKeys: []crypto.PublicKey{c.verify}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { local.Close() })
+	return jwks, local
+}
+
 // BenchmarkJWTFirstSeen verifies a token the verifier has not seen: the
 // cache is off, so every iteration checks the signature and the claims.
 func BenchmarkJWTFirstSeen(b *testing.B) {
@@ -148,16 +166,7 @@ func BenchmarkJWTJWKS(b *testing.B) {
 		if c.alg != "RS256" && c.alg != "ES256" && c.alg != "EdDSA" {
 			continue
 		}
-		srv := newJWKSServer(b, map[string]any{"key-1": c.verify})
-		jwks, err := NewJWTVerifier(JWTVerifierOptions{CacheTTL: -1, Issuers: []TrustedIssuer{{Issuer: c.iss, Audiences: []string{testAudience}, JWKSURL: srv.URL}}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { jwks.Close() })
-		local, err := NewJWTVerifier(JWTVerifierOptions{CacheTTL: -1, Issuers: []TrustedIssuer{{Issuer: c.iss, Audiences: []string{testAudience}, PublicKeys: []crypto.PublicKey{c.verify}}}})
-		if err != nil {
-			b.Fatal(err)
-		}
+		jwks, local := benchJWKSAndLocal(b, c)
 		token := benchToken(b, c, now)
 		for name, v := range map[string]*JWTVerifier{"jwks": jwks, "local": local} {
 			b.Run(c.alg+"/"+name, func(b *testing.B) { benchVerify(b, v, token) })
@@ -221,16 +230,7 @@ func BenchmarkJWTRatio(b *testing.B) {
 		b.Run("cache-hit/"+c.alg, func(b *testing.B) {
 			benchcmp.Interleave(b, 10, verify(cached, token), baseline)
 		})
-		srv := newJWKSServer(b, map[string]any{"key-1": c.verify})
-		jwks, err := NewJWTVerifier(JWTVerifierOptions{CacheTTL: -1, Issuers: []TrustedIssuer{{Issuer: c.iss, Audiences: []string{testAudience}, JWKSURL: srv.URL}}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { jwks.Close() })
-		local, err := NewJWTVerifier(JWTVerifierOptions{CacheTTL: -1, Issuers: []TrustedIssuer{{Issuer: c.iss, Audiences: []string{testAudience}, PublicKeys: []crypto.PublicKey{c.verify}}}})
-		if err != nil {
-			b.Fatal(err)
-		}
+		jwks, local := benchJWKSAndLocal(b, c)
 		b.Run("jwks-vs-local/"+c.alg, func(b *testing.B) {
 			benchcmp.Interleave(b, 10, verify(jwks, token), verify(local, token))
 		})
