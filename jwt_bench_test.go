@@ -47,6 +47,18 @@ var benchSetup = sync.OnceValue(func() []benchCase {
 	return cases
 })
 
+// benchTrustedIssuer returns the configuration that trusts c's issuer with
+// c's verification key: an HMAC secret or a public key.
+func benchTrustedIssuer(c benchCase) TrustedIssuer {
+	ti := TrustedIssuer{Issuer: c.iss, Audiences: []string{testAudience}}
+	if s, ok := c.verify.([]byte); ok {
+		ti.Secret = s
+	} else {
+		ti.PublicKeys = []crypto.PublicKey{c.verify}
+	}
+	return ti
+}
+
 // benchVerifier trusts every issuer of the cases with local keys.
 func benchVerifier(b *testing.B, cacheTTL time.Duration) *JWTVerifier {
 	opts := JWTVerifierOptions{CacheTTL: cacheTTL}
@@ -56,13 +68,7 @@ func benchVerifier(b *testing.B, cacheTTL time.Duration) *JWTVerifier {
 			continue
 		}
 		seen[c.iss] = true
-		ti := TrustedIssuer{Issuer: c.iss, Audiences: []string{testAudience}}
-		if s, ok := c.verify.([]byte); ok {
-			ti.Secret = s
-		} else {
-			ti.PublicKeys = []crypto.PublicKey{c.verify}
-		}
-		opts.Issuers = append(opts.Issuers, ti)
+		opts.Issuers = append(opts.Issuers, benchTrustedIssuer(c))
 	}
 	v, err := NewJWTVerifier(opts)
 	if err != nil {
@@ -206,7 +212,7 @@ func BenchmarkJWTRatio(b *testing.B) {
 		for i := range pool {
 			pool[i] = benchToken(b, c, now.Add(-time.Duration(i)*time.Second))
 		}
-		smallCache, err := NewJWTVerifier(JWTVerifierOptions{CacheSize: 16, Issuers: cached.issuerConfigs(c.iss)})
+		smallCache, err := NewJWTVerifier(JWTVerifierOptions{CacheSize: 16, Issuers: []TrustedIssuer{benchTrustedIssuer(c)}})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -235,21 +241,4 @@ func BenchmarkJWTRatio(b *testing.B) {
 			benchcmp.Interleave(b, 10, verify(jwks, token), verify(local, token))
 		})
 	}
-}
-
-// issuerConfigs returns the configuration of the benchmark issuer iss.
-func (v *JWTVerifier) issuerConfigs(iss string) []TrustedIssuer {
-	for _, c := range benchSetup() {
-		if c.iss != iss {
-			continue
-		}
-		ti := TrustedIssuer{Issuer: c.iss, Audiences: []string{testAudience}}
-		if s, ok := c.verify.([]byte); ok {
-			ti.Secret = s
-		} else {
-			ti.PublicKeys = []crypto.PublicKey{c.verify}
-		}
-		return []TrustedIssuer{ti}
-	}
-	return nil
 }
