@@ -47,6 +47,18 @@ var benchSetup = sync.OnceValue(func() []benchCase {
 	return cases
 })
 
+// benchTrustedIssuer returns the configuration that trusts c's issuer with
+// c's verification key: an HMAC secret or a public key.
+func benchTrustedIssuer(c benchCase) TrustedIssuer {
+	ti := TrustedIssuer{Issuer: c.iss, Audiences: []string{testAudience}}
+	if s, ok := c.verify.([]byte); ok {
+		ti.Secret = s
+	} else {
+		ti.PublicKeys = []crypto.PublicKey{c.verify}
+	}
+	return ti
+}
+
 // benchVerifier trusts every issuer of the cases with local keys.
 func benchVerifier(b *testing.B, cacheTTL time.Duration) *JWTVerifier {
 	opts := JWTVerifierOptions{CacheTTL: cacheTTL}
@@ -56,13 +68,7 @@ func benchVerifier(b *testing.B, cacheTTL time.Duration) *JWTVerifier {
 			continue
 		}
 		seen[c.iss] = true
-		ti := TrustedIssuer{Issuer: c.iss, Audiences: []string{testAudience}}
-		if s, ok := c.verify.([]byte); ok {
-			ti.Secret = s
-		} else {
-			ti.PublicKeys = []crypto.PublicKey{c.verify}
-		}
-		opts.Issuers = append(opts.Issuers, ti)
+		opts.Issuers = append(opts.Issuers, benchTrustedIssuer(c))
 	}
 	v, err := NewJWTVerifier(opts)
 	if err != nil {
@@ -90,6 +96,46 @@ func golangJWTParse(b *testing.B, c benchCase, token string) {
 	}
 }
 
+// benchVerify measures v verifying token.
+func benchVerify(b *testing.B, v *JWTVerifier, token string) {
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := v.Verify(context.Background(), token); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchAgainstGolangJWT runs two sub-benchmarks for c: v verifying token
+// (c.alg/mcpauth), and the golang-jwt baseline parsing it (c.alg/golang-jwt).
+func benchAgainstGolangJWT(b *testing.B, c benchCase, v *JWTVerifier, token string) {
+	b.Run(c.alg+"/mcpauth", func(b *testing.B) { benchVerify(b, v, token) })
+	b.Run(c.alg+"/golang-jwt", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			golangJWTParse(b, c, token)
+		}
+	})
+}
+
+// benchJWKSAndLocal returns two verifiers of c's issuer with the cache off:
+// one with c's key from a JWKS server (as kid "key-1"), the other with the
+// same key configured locally.
+func benchJWKSAndLocal(b *testing.B, c benchCase) (jwks, local *JWTVerifier) {
+	srv := newJWKSServer(b, map[string]any{"key-1": c.verify})
+	jwks, err := NewJWTVerifier(JWTVerifierOptions{CacheTTL: -1, Issuers: []TrustedIssuer{{Issuer: c.iss, Audiences: []string{testAudience}, JWKSURL: srv.URL}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { jwks.Close() })
+	local, err = NewJWTVerifier(JWTVerifierOptions{CacheTTL: -1, Issuers: []TrustedIssuer{{Issuer: c.iss, Audiences: []string{testAudience}, PublicKeys: []crypto.PublicKey{c.verify}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { local.Close() })
+	return jwks, local
+}
+
 // BenchmarkJWTFirstSeen verifies a token the verifier has not seen: the
 // cache is off, so every iteration checks the signature and the claims.
 func BenchmarkJWTFirstSeen(b *testing.B) {
@@ -97,20 +143,7 @@ func BenchmarkJWTFirstSeen(b *testing.B) {
 	now := time.Now()
 	for _, c := range benchSetup() {
 		token := benchToken(b, c, now)
-		b.Run(c.alg+"/mcpauth", func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := v.Verify(context.Background(), token); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-		b.Run(c.alg+"/golang-jwt", func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				golangJWTParse(b, c, token)
-			}
-		})
+		benchAgainstGolangJWT(b, c, v, token)
 	}
 }
 
@@ -127,20 +160,7 @@ func BenchmarkJWTCacheHit(b *testing.B) {
 		if _, err := v.Verify(context.Background(), token); err != nil {
 			b.Fatal(err)
 		}
-		b.Run(c.alg+"/mcpauth", func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := v.Verify(context.Background(), token); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-		b.Run(c.alg+"/golang-jwt", func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				golangJWTParse(b, c, token)
-			}
-		})
+		benchAgainstGolangJWT(b, c, v, token)
 	}
 }
 
@@ -152,26 +172,10 @@ func BenchmarkJWTJWKS(b *testing.B) {
 		if c.alg != "RS256" && c.alg != "ES256" && c.alg != "EdDSA" {
 			continue
 		}
-		srv := newJWKSServer(b, map[string]any{"key-1": c.verify})
-		jwks, err := NewJWTVerifier(JWTVerifierOptions{CacheTTL: -1, Issuers: []TrustedIssuer{{Issuer: c.iss, Audiences: []string{testAudience}, JWKSURL: srv.URL}}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { jwks.Close() })
-		local, err := NewJWTVerifier(JWTVerifierOptions{CacheTTL: -1, Issuers: []TrustedIssuer{{Issuer: c.iss, Audiences: []string{testAudience}, PublicKeys: []crypto.PublicKey{c.verify}}}})
-		if err != nil {
-			b.Fatal(err)
-		}
+		jwks, local := benchJWKSAndLocal(b, c)
 		token := benchToken(b, c, now)
 		for name, v := range map[string]*JWTVerifier{"jwks": jwks, "local": local} {
-			b.Run(c.alg+"/"+name, func(b *testing.B) {
-				b.ReportAllocs()
-				for b.Loop() {
-					if _, err := v.Verify(context.Background(), token); err != nil {
-						b.Fatal(err)
-					}
-				}
-			})
+			b.Run(c.alg+"/"+name, func(b *testing.B) { benchVerify(b, v, token) })
 		}
 	}
 }
@@ -208,7 +212,7 @@ func BenchmarkJWTRatio(b *testing.B) {
 		for i := range pool {
 			pool[i] = benchToken(b, c, now.Add(-time.Duration(i)*time.Second))
 		}
-		smallCache, err := NewJWTVerifier(JWTVerifierOptions{CacheSize: 16, Issuers: cached.issuerConfigs(c.iss)})
+		smallCache, err := NewJWTVerifier(JWTVerifierOptions{CacheSize: 16, Issuers: []TrustedIssuer{benchTrustedIssuer(c)}})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -232,35 +236,9 @@ func BenchmarkJWTRatio(b *testing.B) {
 		b.Run("cache-hit/"+c.alg, func(b *testing.B) {
 			benchcmp.Interleave(b, 10, verify(cached, token), baseline)
 		})
-		srv := newJWKSServer(b, map[string]any{"key-1": c.verify})
-		jwks, err := NewJWTVerifier(JWTVerifierOptions{CacheTTL: -1, Issuers: []TrustedIssuer{{Issuer: c.iss, Audiences: []string{testAudience}, JWKSURL: srv.URL}}})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { jwks.Close() })
-		local, err := NewJWTVerifier(JWTVerifierOptions{CacheTTL: -1, Issuers: []TrustedIssuer{{Issuer: c.iss, Audiences: []string{testAudience}, PublicKeys: []crypto.PublicKey{c.verify}}}})
-		if err != nil {
-			b.Fatal(err)
-		}
+		jwks, local := benchJWKSAndLocal(b, c)
 		b.Run("jwks-vs-local/"+c.alg, func(b *testing.B) {
 			benchcmp.Interleave(b, 10, verify(jwks, token), verify(local, token))
 		})
 	}
-}
-
-// issuerConfigs returns the configuration of the benchmark issuer iss.
-func (v *JWTVerifier) issuerConfigs(iss string) []TrustedIssuer {
-	for _, c := range benchSetup() {
-		if c.iss != iss {
-			continue
-		}
-		ti := TrustedIssuer{Issuer: c.iss, Audiences: []string{testAudience}}
-		if s, ok := c.verify.([]byte); ok {
-			ti.Secret = s
-		} else {
-			ti.PublicKeys = []crypto.PublicKey{c.verify}
-		}
-		return []TrustedIssuer{ti}
-	}
-	return nil
 }

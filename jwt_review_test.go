@@ -22,6 +22,19 @@ import (
 	"time"
 )
 
+// checkVerify verifies token with v and fails t unless the outcome is the
+// one wanted: accepted for a nil class, else refused with an error of class.
+func checkVerify(t *testing.T, v *JWTVerifier, token string, class error) {
+	t.Helper()
+	_, err := v.Verify(context.Background(), token)
+	switch {
+	case class == nil && err != nil:
+		t.Fatalf("refused: %v", err)
+	case class != nil && !errors.Is(err, class):
+		t.Fatalf("Verify = %v, want %v", err, class)
+	}
+}
+
 // TestJWTReviewAmbiguousJSON sends validly signed tokens whose header or
 // claims two JSON parsers could read differently. Each must be refused as
 // malformed; the control rows, which differ only in not being ambiguous,
@@ -57,15 +70,7 @@ func TestJWTReviewAmbiguousJSON(t *testing.T) {
 		{"control: empty objects and arrays", hs(`{"alg":"HS256"}`, `{`+base+`,"a":{},"b":[],"c":[{},[],{"d":{}}]}`), nil},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := v.Verify(context.Background(), tt.token)
-			switch {
-			case tt.class == nil && err != nil:
-				t.Fatalf("refused: %v", err)
-			case tt.class != nil && !errors.Is(err, tt.class):
-				t.Fatalf("Verify = %v, want %v", err, tt.class)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkVerify(t, v, tt.token, tt.class) })
 	}
 }
 
@@ -297,13 +302,7 @@ func TestJWTReviewJWKSKeys(t *testing.T) {
 			} else {
 				token = signToken(t, tt.hdr, claims, tt.alg, tt.key)
 			}
-			_, err := v.Verify(context.Background(), token)
-			switch {
-			case tt.class == nil && err != nil:
-				t.Fatalf("refused: %v", err)
-			case tt.class != nil && !errors.Is(err, tt.class):
-				t.Fatalf("Verify = %v, want %v", err, tt.class)
-			}
+			checkVerify(t, v, token, tt.class)
 		})
 	}
 }
@@ -363,15 +362,7 @@ func TestJWTReviewClaimEdges(t *testing.T) {
 		{"sub empty", hs(`{"alg":"HS256"}`, map[string]any{"sub": ""}), ErrTokenMalformed},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := v.Verify(context.Background(), tt.token)
-			switch {
-			case tt.class == nil && err != nil:
-				t.Fatalf("refused: %v", err)
-			case tt.class != nil && !errors.Is(err, tt.class):
-				t.Fatalf("Verify = %v, want %v", err, tt.class)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { checkVerify(t, v, tt.token, tt.class) })
 	}
 }
 
@@ -393,17 +384,10 @@ func TestJWTReviewJWKSOutage(t *testing.T) {
 		fmt.Fprint(w, PrincipalFromHTTPRequest(r).KeyID)
 	}))
 	claims := mustJSON(t, goodClaims(issJWKS, now, nil))
-	serve := func(token string) *httptest.ResponseRecorder {
-		r := httptest.NewRequest("POST", "/mcp", nil)
-		r.Header.Set("Authorization", "Bearer "+token)
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		return w
-	}
 	srv.setDown(true)
 	time.Sleep(2 * time.Millisecond) // past the refetch interval
 	rotated := signToken(t, `{"alg":"ES256","kid":"ec-2"}`, claims, "ES256", k.ec)
-	w := serve(rotated)
+	w := serveBearer(h, rotated)
 	if w.Code != http.StatusServiceUnavailable {
 		t.Fatalf("unknown kid while the JWKS is down: %d, want 503", w.Code)
 	}
@@ -419,7 +403,7 @@ func TestJWTReviewJWKSOutage(t *testing.T) {
 	if !strings.Contains(audit.String(), "reason=jwks_unavailable") {
 		t.Errorf("audit = %q, want reason=jwks_unavailable", audit.String())
 	}
-	if w := serve(signToken(t, `{"alg":"ES256","kid":"ec-1"}`, claims, "ES256", k.ec)); w.Code != http.StatusOK || w.Body.String() != "ec-1" {
+	if w := serveBearer(h, signToken(t, `{"alg":"ES256","kid":"ec-1"}`, claims, "ES256", k.ec)); w.Code != http.StatusOK || w.Body.String() != "ec-1" {
 		t.Errorf("known kid while the JWKS is down: %d %q", w.Code, w.Body.String())
 	}
 }

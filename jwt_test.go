@@ -191,6 +191,16 @@ func testVerifier(t testing.TB, now time.Time, jwksURL string, change func(*JWTV
 	return v
 }
 
+// serveBearer sends h a POST to /mcp with token as its Bearer credential,
+// and returns the response.
+func serveBearer(h http.Handler, token string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest("POST", "/mcp", nil)
+	r.Header.Set("Authorization", "Bearer "+token)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	return w
+}
+
 // TestJWTBadInput sends each bad token through Require and checks that it
 // gets a 401 with its class's description, that the audit event names the
 // class, and that neither the response nor the log holds the token.
@@ -280,10 +290,7 @@ func TestJWTBadInput(t *testing.T) {
 			h := Require(&RequireOptions{Logger: slog.New(slog.NewTextHandler(&log, nil))}, v)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				t.Error("the request passed")
 			}))
-			r := httptest.NewRequest("POST", "/mcp", nil)
-			r.Header.Set("Authorization", "Bearer "+tt.token)
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, r)
+			w := serveBearer(h, tt.token)
 			if w.Code != http.StatusUnauthorized {
 				t.Fatalf("status = %d, want 401", w.Code)
 			}
@@ -447,10 +454,7 @@ func TestJWTRoutingWithAPIKeys(t *testing.T) {
 			fmt.Fprint(w, p.Method, ":", p.Subject)
 		}))
 		for _, tc := range []struct{ cred, want string }{{token, "jwt:alice"}, {key, "apikey:bob"}} {
-			r := httptest.NewRequest("POST", "/mcp", nil)
-			r.Header.Set("Authorization", "Bearer "+tc.cred)
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, r)
+			w := serveBearer(h, tc.cred)
 			if w.Code != 200 || w.Body.String() != tc.want {
 				t.Errorf("%T first: %d %q, want %q", order[0], w.Code, w.Body.String(), tc.want)
 			}
@@ -470,10 +474,7 @@ func TestJWTUnsecuredShapeAndAPIKeys(t *testing.T) {
 	h := Require(&RequireOptions{Logger: slog.New(slog.DiscardHandler)}, v, keys)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, PrincipalFromHTTPRequest(r).Subject)
 	}))
-	r := httptest.NewRequest("POST", "/mcp", nil)
-	r.Header.Set("Authorization", "Bearer "+key)
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r)
+	w := serveBearer(h, key)
 	if w.Code != 200 || w.Body.String() != "dot" {
 		t.Errorf("API key ending in a dot: %d %q", w.Code, w.Body.String())
 	}
@@ -496,10 +497,7 @@ func TestJWTMaxTokenSize(t *testing.T) {
 	} {
 		v := testVerifier(t, now, "http://127.0.0.1:1/jwks", func(o *JWTVerifierOptions) { o.MaxTokenSize = tc.max })
 		h := Require(&RequireOptions{Logger: slog.New(slog.DiscardHandler)}, v)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
-		r := httptest.NewRequest("POST", "/mcp", nil)
-		r.Header.Set("Authorization", "Bearer "+tc.token)
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
+		w := serveBearer(h, tc.token)
 		if w.Code != tc.want {
 			t.Errorf("MaxTokenSize %d, token of %d bytes: %d, want %d", tc.max, len(tc.token), w.Code, tc.want)
 		}
@@ -552,15 +550,7 @@ func TestJWTCacheAndRevocation(t *testing.T) {
 	// Revocation works on a cached token at once.
 	setClock(now)
 	token2 := signToken(t, `{"alg":"RS256"}`, mustJSON(t, goodClaims(issRSA, now, map[string]any{"jti": "to-revoke"})), "RS256", k.rsa)
-	if _, err := v.Verify(ctx, token2); err != nil {
-		t.Fatal(err)
-	}
-	if err := v.Revoke(ctx, token2); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := v.Verify(ctx, token2); !errors.Is(err, ErrRevoked) {
-		t.Fatalf("revoked token: %v", err)
-	}
+	checkRevoke(t, v, token2, "revoked token")
 	// Revocation by jti covers another token with the same issuer and jti.
 	token3 := signToken(t, `{"alg":"RS256","kid":"x"}`, mustJSON(t, goodClaims(issRSA, now, map[string]any{"jti": "to-revoke", "sub": "other"})), "RS256", k.rsa)
 	if _, err := v.Verify(ctx, token3); !errors.Is(err, ErrRevoked) {
@@ -573,15 +563,7 @@ func TestJWTCacheAndRevocation(t *testing.T) {
 	}
 	// A token without jti is revoked by its hash.
 	token4 := signToken(t, `{"alg":"RS256"}`, mustJSON(t, goodClaims(issRSA, now, map[string]any{"jti": nil})), "RS256", k.rsa)
-	if _, err := v.Verify(ctx, token4); err != nil {
-		t.Fatal(err)
-	}
-	if err := v.Revoke(ctx, token4); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := v.Verify(ctx, token4); !errors.Is(err, ErrRevoked) {
-		t.Fatalf("revoked token without jti: %v", err)
-	}
+	checkRevoke(t, v, token4, "revoked token without jti")
 
 	// An ECDSA signature (r, s) has a twin (r, n-s) that verifies too; a
 	// revoked token without jti must not come back as its twin.
@@ -632,6 +614,22 @@ func TestJWTCacheAndRevocation(t *testing.T) {
 	}
 }
 
+// checkRevoke checks that token verifies, revokes it, and checks that it is
+// refused as revoked from then on; what names the token in the failure.
+func checkRevoke(t *testing.T, v *JWTVerifier, token, what string) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := v.Verify(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Revoke(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(ctx, token); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
 // failingRevocations is a revocation store that is down.
 type failingRevocations struct{}
 
@@ -646,10 +644,7 @@ func TestJWTRevocationStoreDown(t *testing.T) {
 	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", func(o *JWTVerifierOptions) { o.Revocations = failingRevocations{} })
 	token := signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), "HS256", k.secret)
 	h := Require(&RequireOptions{Logger: slog.New(slog.DiscardHandler)}, v)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("passed") }))
-	r := httptest.NewRequest("POST", "/mcp", nil)
-	r.Header.Set("Authorization", "Bearer "+token)
-	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r)
+	w := serveBearer(h, token)
 	if w.Code != http.StatusServiceUnavailable {
 		t.Errorf("status = %d, want 503", w.Code)
 	}
@@ -733,10 +728,7 @@ func TestJWKSDown(t *testing.T) {
 	token := signToken(t, `{"alg":"ES256","kid":"ec-1"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ec)
 	h := Require(&RequireOptions{Logger: slog.New(slog.DiscardHandler)}, v)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("passed") }))
 	for _, tok := range []string{token, signToken(t, `{"alg":"ES256"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ec)} {
-		r := httptest.NewRequest("POST", "/mcp", nil)
-		r.Header.Set("Authorization", "Bearer "+tok)
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
+		w := serveBearer(h, tok)
 		if w.Code != http.StatusServiceUnavailable {
 			t.Errorf("status = %d, want 503", w.Code)
 		}
