@@ -23,9 +23,14 @@ type Mode struct {
 
 // Modes are the modes every end-to-end test runs in: 2025-11-25 with
 // sessions, 2026-07-28 (no sessions, no initialize), and a stateless server.
+//
+// go-sdk serves 2026-07-28 only from a stateless handler: a stateful one
+// answers the client's server/discover in a way that makes it fall back to
+// 2025-11-25 with initialize, so the 2026-07-28 mode must be Stateless
+// (TestModesSpeakTheirVersion).
 var Modes = []Mode{
 	{Name: "2025-11-25", ProtocolVersion: "2025-11-25"},
-	{Name: "2026-07-28", ProtocolVersion: "2026-07-28"},
+	{Name: "2026-07-28", ProtocolVersion: "2026-07-28", Stateless: true},
 	{Name: "stateless", ProtocolVersion: "2025-11-25", Stateless: true},
 }
 
