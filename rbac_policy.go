@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"sort"
@@ -93,6 +94,13 @@ func ParsePolicy(data []byte) (*Policy, error) {
 		dec.KnownFields(true)
 		if err := dec.Decode(&p); err != nil {
 			return nil, fmt.Errorf("mcpauth: policy: %w", err)
+		}
+		// A second document would be ignored, and with it every rule it
+		// holds: an exact rule lost leaves a broader prefix rule to allow
+		// what it was written to deny.
+		var more yaml.Node
+		if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
+			return nil, errors.New("mcpauth: policy: more than one YAML document")
 		}
 	}
 	if _, err := compilePolicy(&p); err != nil {
