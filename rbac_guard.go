@@ -293,31 +293,149 @@ func (g *Guard) filterList(ctx context.Context, method string, req mcp.Request, 
 	allowed := func(name string) bool { return g.c.allows(p, held, k, name) }
 	// The result is copied, never changed in place: a server may hand the
 	// same one to every caller.
+	fetch := func(cursor string) (mcp.Result, error) {
+		// The next page: the same request with the page's cursor.
+		var next2 mcp.Request
+		switch r := req.(type) {
+		case *mcp.ListToolsRequest:
+			p := copyParams(r.Params)
+			p.Cursor = cursor
+			next2 = &mcp.ListToolsRequest{Session: r.Session, Params: p, Extra: r.Extra}
+		case *mcp.ListPromptsRequest:
+			p := copyParams(r.Params)
+			p.Cursor = cursor
+			next2 = &mcp.ListPromptsRequest{Session: r.Session, Params: p, Extra: r.Extra}
+		case *mcp.ListResourcesRequest:
+			p := copyParams(r.Params)
+			p.Cursor = cursor
+			next2 = &mcp.ListResourcesRequest{Session: r.Session, Params: p, Extra: r.Extra}
+		case *mcp.ListResourceTemplatesRequest:
+			p := copyParams(r.Params)
+			p.Cursor = cursor
+			next2 = &mcp.ListResourceTemplatesRequest{Session: r.Session, Params: p, Extra: r.Extra}
+		default:
+			return nil, errCannotPage
+		}
+		return next(ctx, method, next2)
+	}
 	switch r := res.(type) {
 	case *mcp.ListToolsResult:
 		out := *r
-		out.Tools = keep(r.Tools, func(t *mcp.Tool) bool { return allowed(t.Name) })
+		out.Tools, out.NextCursor, err = filterPages(r.Tools, r.NextCursor, func(t *mcp.Tool) string { return t.Name }, allowed,
+			func(c string) ([]*mcp.Tool, string, error) {
+				res, err := fetch(c)
+				if r, ok := res.(*mcp.ListToolsResult); ok && err == nil {
+					return r.Tools, r.NextCursor, nil
+				}
+				return nil, "", pageError(err)
+			})
+		if err != nil {
+			return nil, err
+		}
 		out.CacheScope = "private"
 		return &out, nil
 	case *mcp.ListPromptsResult:
 		out := *r
-		out.Prompts = keep(r.Prompts, func(t *mcp.Prompt) bool { return allowed(t.Name) })
+		out.Prompts, out.NextCursor, err = filterPages(r.Prompts, r.NextCursor, func(t *mcp.Prompt) string { return t.Name }, allowed,
+			func(c string) ([]*mcp.Prompt, string, error) {
+				res, err := fetch(c)
+				if r, ok := res.(*mcp.ListPromptsResult); ok && err == nil {
+					return r.Prompts, r.NextCursor, nil
+				}
+				return nil, "", pageError(err)
+			})
+		if err != nil {
+			return nil, err
+		}
 		out.CacheScope = "private"
 		return &out, nil
 	case *mcp.ListResourcesResult:
 		out := *r
-		out.Resources = keep(r.Resources, func(t *mcp.Resource) bool { return allowed(t.URI) })
+		out.Resources, out.NextCursor, err = filterPages(r.Resources, r.NextCursor, func(t *mcp.Resource) string { return t.URI }, allowed,
+			func(c string) ([]*mcp.Resource, string, error) {
+				res, err := fetch(c)
+				if r, ok := res.(*mcp.ListResourcesResult); ok && err == nil {
+					return r.Resources, r.NextCursor, nil
+				}
+				return nil, "", pageError(err)
+			})
+		if err != nil {
+			return nil, err
+		}
 		out.CacheScope = "private"
 		return &out, nil
 	case *mcp.ListResourceTemplatesResult:
 		out := *r
-		out.ResourceTemplates = keep(r.ResourceTemplates, func(t *mcp.ResourceTemplate) bool { return allowed(t.URITemplate) })
+		out.ResourceTemplates, out.NextCursor, err = filterPages(r.ResourceTemplates, r.NextCursor, func(t *mcp.ResourceTemplate) string { return t.URITemplate }, allowed,
+			func(c string) ([]*mcp.ResourceTemplate, string, error) {
+				res, err := fetch(c)
+				if r, ok := res.(*mcp.ListResourceTemplatesResult); ok && err == nil {
+					return r.ResourceTemplates, r.NextCursor, nil
+				}
+				return nil, "", pageError(err)
+			})
+		if err != nil {
+			return nil, err
+		}
 		out.CacheScope = "private"
 		return &out, nil
 	}
 	// A list result of a type this version does not know: show nothing
 	// rather than everything.
-	return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "mcpauth: cannot filter " + method}
+	return nil, errCannotFilter(method)
+}
+
+var errCannotPage = errors.New("mcpauth: cannot page")
+
+func errCannotFilter(method string) error {
+	return &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "mcpauth: cannot filter " + method}
+}
+
+// pageError is the error to answer when fetching a following page failed.
+func pageError(err error) error {
+	if err == nil || err == errCannotPage {
+		return &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "mcpauth: cannot filter the list"}
+	}
+	return err
+}
+
+// copyParams returns a copy of a request's params, or new ones.
+func copyParams[P any](p *P) *P {
+	var c P
+	if p != nil {
+		c = *p
+	}
+	return &c
+}
+
+// filterPages keeps the entries the caller may use. go-sdk's nextCursor
+// names the last entry of its page (it is that entry's name, gob-encoded
+// and in base64), so a page that ends on an entry the caller may not use
+// cannot hand its cursor on: the following pages are fetched and filtered
+// too, until one ends on an entry the caller may use, or the list ends.
+// The caller gets a longer page instead of a forbidden name.
+func filterPages[T any](entries []T, cursor string, name func(T) string, allowed func(string) bool, fetch func(cursor string) ([]T, string, error)) ([]T, string, error) {
+	out := keep(entries, func(e T) bool { return allowed(name(e)) })
+	for cursor != "" {
+		if len(entries) == 0 {
+			// No entry to continue after: end the list here.
+			return out, "", nil
+		}
+		if allowed(name(entries[len(entries)-1])) {
+			break
+		}
+		var err error
+		entries, cursor, err = fetch(cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		for _, e := range entries {
+			if allowed(name(e)) {
+				out = append(out, e)
+			}
+		}
+	}
+	return out, cursor, nil
 }
 
 func keep[T any](in []T, ok func(T) bool) []T {

@@ -1,13 +1,165 @@
 package mcpauth_test
 
 import (
+	"context"
+	"encoding/base64"
+	"strings"
 	"testing"
 
 	"github.com/mcpauth/mcpauth"
+	"github.com/mcpauth/mcpauth/internal/mcptest"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // This file holds the regression tests of the adversarial review of the
 // guard: each test failed before the fix committed with it.
+
+// serveWithRoles serves s in mode behind Require with one API key per role
+// (subject role+"-user") and returns the URL and the keys by role.
+func serveWithRoles(t *testing.T, mode mcptest.Mode, s *mcp.Server, roles ...string) (string, map[string]string) {
+	t.Helper()
+	keys := map[string]string{}
+	var list []mcpauth.APIKey
+	for _, role := range roles {
+		k, err := mcpauth.GenerateAPIKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[role] = k
+		list = append(list, mcpauth.APIKey{Key: k, Subject: role + "-user", Roles: []string{role}})
+	}
+	ak, err := mcpauth.NewAPIKeys(list...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mcptest.Serve(t, mcpauth.Require(nil, ak)(mode.Handler(s))).URL, keys
+}
+
+// TestReviewListCursorLeaksNoForbiddenName: go-sdk's nextCursor is the
+// base64 of the last entry of the page, so a filtered page whose last entry
+// the caller may not see must not hand on that cursor: it would name the
+// forbidden entry. Every page's cursor and entries show only what the
+// caller may use, and paging still reaches everything it may use.
+func TestReviewListCursorLeaksNoForbiddenName(t *testing.T) {
+	policy := &mcpauth.Policy{
+		Roles: map[string][]string{"viewer": nil, "admin": {"viewer"}},
+		Rules: []mcpauth.Rule{
+			{Tool: "pub-*", Roles: []string{"viewer"}},
+			{Tool: "secret-*", Roles: []string{"admin"}},
+			{Prompt: "pub-*", Roles: []string{"viewer"}},
+			{Prompt: "secret-*", Roles: []string{"admin"}},
+			{Resource: "file:///pub-*", Roles: []string{"viewer"}},
+			{Resource: "file:///secret-*", Roles: []string{"admin"}},
+		},
+	}
+	// Sorted by name, as go-sdk pages them: with pages of 2, pages end on
+	// secret-b, secret-d and secret-f (a run of two pages with nothing
+	// the viewer may see), then pub-g.
+	names := []string{"pub-a", "secret-b", "pub-c", "secret-d", "secret-e", "secret-f", "pub-g"}
+	for _, mode := range mcptest.Modes {
+		t.Run(mode.Name, func(t *testing.T) {
+			g := mustGuard(t, policy)
+			s := mcp.NewServer(&mcp.Implementation{Name: "rbac", Version: "1"}, &mcp.ServerOptions{PageSize: 2})
+			for _, n := range names {
+				mcp.AddTool(s, &mcp.Tool{Name: n}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
+					return nil, nil, nil
+				})
+				s.AddPrompt(&mcp.Prompt{Name: n}, func(context.Context, *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+					return &mcp.GetPromptResult{}, nil
+				})
+				s.AddResource(&mcp.Resource{URI: "file:///" + n, Name: n}, func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+					return &mcp.ReadResourceResult{}, nil
+				})
+			}
+			s.AddReceivingMiddleware(g.Middleware())
+			url, keys := serveWithRoles(t, mode, s, "viewer", "admin")
+			ctx := context.Background()
+			for _, tc := range []struct {
+				role string
+				want []string
+			}{
+				{"viewer", []string{"pub-a", "pub-c", "pub-g"}},
+				{"admin", []string{"pub-a", "pub-c", "pub-g", "secret-b", "secret-d", "secret-e", "secret-f"}},
+			} {
+				cs, err := mcptest.Connect(t, mode, url, mcptest.NewHeaders("X-API-Key", keys[tc.role]))
+				if err != nil {
+					t.Fatal(err)
+				}
+				// forbidden reports a forbidden name that s reveals.
+				forbidden := func(s string) string {
+					if dec, err := base64.URLEncoding.DecodeString(s); err == nil {
+						s += " " + string(dec)
+					}
+					for _, n := range names {
+						if strings.Contains(n, "secret") && tc.role == "viewer" && strings.Contains(s, n) {
+							return n
+						}
+					}
+					return ""
+				}
+				lists := map[string]func(cursor string) ([]string, string, error){
+					"tools": func(c string) ([]string, string, error) {
+						res, err := cs.ListTools(ctx, &mcp.ListToolsParams{Cursor: c})
+						if err != nil {
+							return nil, "", err
+						}
+						var out []string
+						for _, x := range res.Tools {
+							out = append(out, x.Name)
+						}
+						return out, res.NextCursor, nil
+					},
+					"prompts": func(c string) ([]string, string, error) {
+						res, err := cs.ListPrompts(ctx, &mcp.ListPromptsParams{Cursor: c})
+						if err != nil {
+							return nil, "", err
+						}
+						var out []string
+						for _, x := range res.Prompts {
+							out = append(out, x.Name)
+						}
+						return out, res.NextCursor, nil
+					},
+					"resources": func(c string) ([]string, string, error) {
+						res, err := cs.ListResources(ctx, &mcp.ListResourcesParams{Cursor: c})
+						if err != nil {
+							return nil, "", err
+						}
+						var out []string
+						for _, x := range res.Resources {
+							out = append(out, strings.TrimPrefix(x.URI, "file:///"))
+						}
+						return out, res.NextCursor, nil
+					},
+				}
+				for what, list := range lists {
+					var got []string
+					cursor := ""
+					for page := 0; ; page++ {
+						if page > len(names) {
+							t.Fatalf("%s %s: no end to the pages", tc.role, what)
+						}
+						entries, next, err := list(cursor)
+						if err != nil {
+							t.Fatalf("%s %s page %d: %v", tc.role, what, page, err)
+						}
+						if n := forbidden(next); n != "" {
+							t.Errorf("%s %s page %d: nextCursor %q names %s", tc.role, what, page, next, n)
+						}
+						got = append(got, entries...)
+						if next == "" {
+							break
+						}
+						cursor = next
+					}
+					if strings.Join(got, ",") != strings.Join(tc.want, ",") {
+						t.Errorf("%s %s: paged through %v, want %v", tc.role, what, got, tc.want)
+					}
+				}
+			}
+		})
+	}
+}
 
 // TestReviewPolicyYAMLOneDocument: a YAML policy is one document. A second
 // one used to be ignored without a word, and with it any rule it held: a
