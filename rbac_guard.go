@@ -40,8 +40,8 @@ type GuardOptions struct {
 }
 
 // A Guard enforces a [Policy] on an MCP server: it denies tools/call (and
-// prompts/get, resources/read and resources/subscribe, when rules name
-// prompts or resources) to callers the policy does not allow, applies the
+// prompts/get, resources/read, resources/subscribe and subscriptions/listen,
+// when rules name prompts or resources) to callers the policy does not allow, applies the
 // rules' rate limits, and filters tools/list (and the prompt and resource
 // lists) down to what each caller may use.
 //
@@ -114,8 +114,9 @@ type guardedKey struct{}
 //
 // A denied tools/call gets a tool error (IsError) whose text says what the
 // tool requires; a call over its rate limit gets one that says when to retry.
-// A denied prompts/get, resources/read, resources/subscribe or
-// completion/complete (of a prompt's or resource's arguments) gets a
+// A denied prompts/get, resources/read, resources/subscribe,
+// subscriptions/listen (for a resource) or completion/complete (of a
+// prompt's or resource's arguments) gets a
 // JSON-RPC invalid-params error with the same text. List results are
 // filtered per caller and marked cacheScope "private"; see docs/rbac.md for
 // how that is read under each protocol version.
@@ -175,6 +176,23 @@ func (g *Guard) Middleware() mcp.Middleware {
 						return &out, nil
 					}
 					return res, err
+				}
+			case "subscriptions/listen":
+				// Under 2026-07-28 a client subscribes to resources here
+				// (go-sdk's ClientSession.Subscribe sends it), and go-sdk
+				// subscribes each URI itself, past this middleware: decide
+				// each as resources/subscribe is decided.
+				if !g.c.kinds[kindResource].active {
+					break
+				}
+				r, ok := req.(*mcp.SubscriptionsListenRequest)
+				if !ok || r.Params == nil || r.Params.Notifications == nil {
+					break
+				}
+				for _, uri := range r.Params.Notifications.ResourceSubscriptions {
+					if err := g.authorize(ctx, req, kindResource, uri); err != nil {
+						return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
+					}
 				}
 			case "completion/complete":
 				// Completing a prompt's or resource's arguments is a way to

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mcpauth/mcpauth"
 	"github.com/mcpauth/mcpauth/internal/mcptest"
@@ -156,6 +157,76 @@ func TestReviewListCursorLeaksNoForbiddenName(t *testing.T) {
 						t.Errorf("%s %s: paged through %v, want %v", tc.role, what, got, tc.want)
 					}
 				}
+			}
+		})
+	}
+}
+
+// TestReviewSubscriptionsListenGuarded: under 2026-07-28 a client subscribes
+// to a resource with subscriptions/listen (go-sdk's ClientSession.Subscribe
+// sends it), not resources/subscribe; the guard must decide its URIs as it
+// decides resources/subscribe.
+func TestReviewSubscriptionsListenGuarded(t *testing.T) {
+	policy := tutorialPolicy()
+	policy.Rules = append(policy.Rules,
+		mcpauth.Rule{Resource: "file:///public/*", Roles: []string{"viewer"}},
+		mcpauth.Rule{Resource: "file:///private/*", Roles: []string{"admin"}},
+	)
+	for _, mode := range mcptest.Modes {
+		t.Run(mode.Name, func(t *testing.T) {
+			g := mustGuard(t, policy)
+			subscribed := make(chan string, 10)
+			s := mcp.NewServer(&mcp.Implementation{Name: "rbac", Version: "1"}, &mcp.ServerOptions{
+				SubscribeHandler: func(_ context.Context, req *mcp.SubscribeRequest) error {
+					subscribed <- req.Params.URI
+					return nil
+				},
+				UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { return nil },
+			})
+			addTutorialTools(s, g, false)
+			for _, uri := range []string{"file:///public/a", "file:///private/b"} {
+				s.AddResource(&mcp.Resource{URI: uri, Name: uri}, func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+					return &mcp.ReadResourceResult{}, nil
+				})
+			}
+			s.AddReceivingMiddleware(g.Middleware())
+			url, keys := serveWithRoles(t, mode, s, "viewer", "admin")
+			for _, tc := range []struct {
+				role, uri string
+				allowed   bool
+			}{
+				{"viewer", "file:///private/b", false},
+				{"viewer", "file:///public/a", true},
+				{"admin", "file:///private/b", true},
+			} {
+				cs, err := mcptest.Connect(t, mode, url, mcptest.NewHeaders("X-API-Key", keys[tc.role]))
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Under 2026-07-28 an accepted Subscribe holds its stream
+				// open until Unsubscribe.
+				done := make(chan error, 1)
+				go func() { done <- cs.Subscribe(context.Background(), &mcp.SubscribeParams{URI: tc.uri}) }()
+				select {
+				case uri := <-subscribed:
+					if !tc.allowed || uri != tc.uri {
+						t.Errorf("%s: subscribed to %s, want a refusal", tc.role, uri)
+					}
+				case err := <-done:
+					// go-sdk's 2026-07-28 client reports a refused
+					// subscriptions/listen as the end of the stream (nil).
+					if tc.allowed || err != nil && !strings.Contains(err.Error(), "requires role admin") {
+						t.Errorf("%s %s: Subscribe = %v", tc.role, tc.uri, err)
+					}
+					select {
+					case uri := <-subscribed:
+						t.Errorf("%s: subscribed to %s, want a refusal", tc.role, uri)
+					case <-time.After(50 * time.Millisecond):
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatalf("%s %s: neither subscribed nor refused", tc.role, tc.uri)
+				}
+				cs.Unsubscribe(context.Background(), &mcp.UnsubscribeParams{URI: tc.uri})
 			}
 		})
 	}
