@@ -410,6 +410,64 @@ var (
 	}
 )
 
+// errURIForm refuses a resource URI that [abnormalURI] reports.
+var errURIForm = &accessError{class: ErrForbidden, reason: "uri_form", msg: "mcpauth: access denied: resource URI not in normal form (dot segments, percent-encoded letters, digits, '-', '.', '_', '~', '/' or '\\', or an upper-case scheme)"}
+
+// abnormalURI reports whether uri, up to its query or fragment, is written
+// in a form that denotes another URI once parsed and cleaned: an upper-case
+// scheme, a backslash, a dot segment, or a percent-encoded unreserved
+// character, slash or backslash. Rules match URIs as written, but a resource
+// handler that parses its URI (url.Parse, then path.Clean or filepath.Join)
+// reads what it denotes: "file:///public/../private/x" or
+// "file:///%70rivate/x" would match a rule for file:///public/* or a broad
+// one and read a file under file:///private/. URIs in normal form, as
+// clients write them, are none of these. It does not allocate.
+func abnormalURI(uri string) bool {
+	if i := strings.IndexAny(uri, "?#"); i >= 0 {
+		uri = uri[:i]
+	}
+	if i := strings.IndexByte(uri, ':'); i > 0 && strings.IndexByte(uri[:i], '/') < 0 {
+		if strings.ContainsFunc(uri[:i], func(r rune) bool { return 'A' <= r && r <= 'Z' }) {
+			return true
+		}
+	}
+	if strings.IndexByte(uri, '\\') >= 0 {
+		return true
+	}
+	for i := 0; i+2 < len(uri); i++ {
+		if uri[i] != '%' {
+			continue
+		}
+		hi, lo := unhex(uri[i+1]), unhex(uri[i+2])
+		if hi < 0 || lo < 0 {
+			continue
+		}
+		switch c := byte(hi<<4 | lo); {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '-', c == '.', c == '_', c == '~', c == '/', c == '\\':
+			return true
+		}
+	}
+	for seg := range strings.SplitSeq(uri, "/") {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
+}
+
+func unhex(c byte) int {
+	switch {
+	case '0' <= c && c <= '9':
+		return int(c - '0')
+	case 'a' <= c && c <= 'f':
+		return int(c-'a') + 10
+	case 'A' <= c && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
 // held returns the roles p holds that the policy knows, as a set.
 func (c *compiled) held(p *Principal) roleBits {
 	set := make(roleBits, (len(c.roleNames)+63)/64)
@@ -460,6 +518,9 @@ func (c *compiled) allows(p *Principal, held roleBits, k kind, name string) bool
 func (c *compiled) decide(p *Principal, k kind, name string) (*rule, error) {
 	if p == nil {
 		return nil, errUnauthenticated
+	}
+	if k == kindResource && abnormalURI(name) {
+		return nil, errURIForm
 	}
 	r := c.kinds[k].lookup(name)
 	if r == nil {

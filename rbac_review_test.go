@@ -3,6 +3,8 @@ package mcpauth_test
 import (
 	"context"
 	"encoding/base64"
+	"net/url"
+	"path"
 	"strings"
 	"testing"
 	"time"
@@ -253,5 +255,68 @@ func TestReviewPolicyYAMLOneDocument(t *testing.T) {
 				t.Errorf("ParsePolicy: %v, want ok %v", err, tc.ok)
 			}
 		})
+	}
+}
+
+// TestReviewResourceURIForms: a resource rule matches the URI as written,
+// but a handler that parses it (url.Parse, then path.Clean or
+// filepath.Join, as file servers do) reads what it denotes. A URI that
+// denotes the same resource in another form (dot segments, plain or
+// percent-encoded; percent-encoded letters; an upper-case scheme) could
+// match a broader rule than the resource it reaches. The guard refuses URIs
+// that are not in that sense normal.
+func TestReviewResourceURIForms(t *testing.T) {
+	policy := tutorialPolicy()
+	policy.Rules = append(policy.Rules,
+		mcpauth.Rule{Resource: "file:///*", Roles: []string{"viewer"}},
+		mcpauth.Rule{Resource: "file:///private/*", Roles: []string{"admin"}},
+	)
+	g := mustGuard(t, policy)
+	s := mcp.NewServer(&mcp.Implementation{Name: "rbac", Version: "1"}, nil)
+	addTutorialTools(s, g, false)
+	// A file server: what it reads is the cleaned path of the parsed URI.
+	s.AddResourceTemplate(&mcp.ResourceTemplate{Name: "files", URITemplate: "file:///{+path}"}, func(_ context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		u, err := url.Parse(req.Params.URI)
+		if err != nil {
+			return nil, err
+		}
+		text := "public"
+		if strings.HasPrefix(path.Clean(u.Path), "/private/") {
+			text = "secret"
+		}
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: req.Params.URI, Text: text}}}, nil
+	})
+	s.AddReceivingMiddleware(g.Middleware())
+	mode := mcptest.Modes[0]
+	addr, keys := serveWithRoles(t, mode, s, "viewer", "admin")
+	for _, tc := range []struct {
+		role, uri string
+		want      string // the text read, or "" for a refusal
+	}{
+		{"viewer", "file:///public/a", "public"},
+		{"viewer", "file:///public/my%20file", "public"},
+		{"viewer", "file:///public/a?x=../private/b", "public"},
+		{"viewer", "file:///private/b", ""},
+		{"admin", "file:///private/b", "secret"},
+		{"viewer", "file:///public/../private/b", ""},
+		{"viewer", "file:///./private/b", ""},
+		{"viewer", "file:///public/%2e%2e/private/b", ""},
+		{"viewer", "file:///public/%2E%2E/private/b", ""},
+		{"viewer", "file:///public/..%2Fprivate%2Fb", ""},
+		{"viewer", "file:///%70rivate/b", ""},
+		{"viewer", "file:///public/..", ""},
+	} {
+		cs, err := mcptest.Connect(t, mode, addr, mcptest.NewHeaders("X-API-Key", keys[tc.role]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := cs.ReadResource(context.Background(), &mcp.ReadResourceParams{URI: tc.uri})
+		got := ""
+		if err == nil && len(res.Contents) == 1 {
+			got = res.Contents[0].Text
+		}
+		if got != tc.want {
+			t.Errorf("%s reads %s: %q (%v), want %q", tc.role, tc.uri, got, err, tc.want)
+		}
 	}
 }
