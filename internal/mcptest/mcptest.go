@@ -6,6 +6,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 
@@ -104,4 +105,21 @@ func Connect(t testing.TB, m Mode, url string, headers *Headers) (*mcp.ClientSes
 	}
 	t.Cleanup(func() { cs.Close() })
 	return cs, nil
+}
+
+// ToolNames lists the tools cs sees (one tools/list page: the servers under
+// test offer fewer tools than a page holds) and returns their names, sorted,
+// with the result itself. A failed list ends the test.
+func ToolNames(t testing.TB, cs *mcp.ClientSession) ([]string, *mcp.ListToolsResult) {
+	t.Helper()
+	res, err := cs.ListTools(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, 0, len(res.Tools))
+	for _, tool := range res.Tools {
+		names = append(names, tool.Name)
+	}
+	slices.Sort(names)
+	return names, res
 }
