@@ -309,28 +309,18 @@ func (g *Guard) filterList(ctx context.Context, method string, req mcp.Request, 
 	p := PrincipalFromRequest(req)
 	held := g.c.held(p)
 	allowed := func(name string) bool { return g.c.allows(p, held, k, name) }
-	// The result is copied, never changed in place: a server may hand the
-	// same one to every caller.
 	fetch := func(cursor string) (mcp.Result, error) {
 		// The next page: the same request with the page's cursor.
 		var next2 mcp.Request
 		switch r := req.(type) {
 		case *mcp.ListToolsRequest:
-			p := copyParams(r.Params)
-			p.Cursor = cursor
-			next2 = &mcp.ListToolsRequest{Session: r.Session, Params: p, Extra: r.Extra}
+			next2 = withCursor(r, func(p *mcp.ListToolsParams) { p.Cursor = cursor })
 		case *mcp.ListPromptsRequest:
-			p := copyParams(r.Params)
-			p.Cursor = cursor
-			next2 = &mcp.ListPromptsRequest{Session: r.Session, Params: p, Extra: r.Extra}
+			next2 = withCursor(r, func(p *mcp.ListPromptsParams) { p.Cursor = cursor })
 		case *mcp.ListResourcesRequest:
-			p := copyParams(r.Params)
-			p.Cursor = cursor
-			next2 = &mcp.ListResourcesRequest{Session: r.Session, Params: p, Extra: r.Extra}
+			next2 = withCursor(r, func(p *mcp.ListResourcesParams) { p.Cursor = cursor })
 		case *mcp.ListResourceTemplatesRequest:
-			p := copyParams(r.Params)
-			p.Cursor = cursor
-			next2 = &mcp.ListResourceTemplatesRequest{Session: r.Session, Params: p, Extra: r.Extra}
+			next2 = withCursor(r, func(p *mcp.ListResourceTemplatesParams) { p.Cursor = cursor })
 		default:
 			return nil, errCannotPage
 		}
@@ -338,69 +328,54 @@ func (g *Guard) filterList(ctx context.Context, method string, req mcp.Request, 
 	}
 	switch r := res.(type) {
 	case *mcp.ListToolsResult:
-		out := *r
-		out.Tools, out.NextCursor, err = filterPages(r.Tools, r.NextCursor, func(t *mcp.Tool) string { return t.Name }, allowed,
-			func(c string) ([]*mcp.Tool, string, error) {
-				res, err := fetch(c)
-				if r, ok := res.(*mcp.ListToolsResult); ok && err == nil {
-					return r.Tools, r.NextCursor, nil
-				}
-				return nil, "", pageError(err)
-			})
-		if err != nil {
-			return nil, err
-		}
-		out.CacheScope = "private"
-		return &out, nil
+		return filterResult(r, func(r *mcp.ListToolsResult) (*[]*mcp.Tool, *string, *string) {
+			return &r.Tools, &r.NextCursor, &r.CacheScope
+		}, func(t *mcp.Tool) string { return t.Name }, allowed, fetch)
 	case *mcp.ListPromptsResult:
-		out := *r
-		out.Prompts, out.NextCursor, err = filterPages(r.Prompts, r.NextCursor, func(t *mcp.Prompt) string { return t.Name }, allowed,
-			func(c string) ([]*mcp.Prompt, string, error) {
-				res, err := fetch(c)
-				if r, ok := res.(*mcp.ListPromptsResult); ok && err == nil {
-					return r.Prompts, r.NextCursor, nil
-				}
-				return nil, "", pageError(err)
-			})
-		if err != nil {
-			return nil, err
-		}
-		out.CacheScope = "private"
-		return &out, nil
+		return filterResult(r, func(r *mcp.ListPromptsResult) (*[]*mcp.Prompt, *string, *string) {
+			return &r.Prompts, &r.NextCursor, &r.CacheScope
+		}, func(t *mcp.Prompt) string { return t.Name }, allowed, fetch)
 	case *mcp.ListResourcesResult:
-		out := *r
-		out.Resources, out.NextCursor, err = filterPages(r.Resources, r.NextCursor, func(t *mcp.Resource) string { return t.URI }, allowed,
-			func(c string) ([]*mcp.Resource, string, error) {
-				res, err := fetch(c)
-				if r, ok := res.(*mcp.ListResourcesResult); ok && err == nil {
-					return r.Resources, r.NextCursor, nil
-				}
-				return nil, "", pageError(err)
-			})
-		if err != nil {
-			return nil, err
-		}
-		out.CacheScope = "private"
-		return &out, nil
+		return filterResult(r, func(r *mcp.ListResourcesResult) (*[]*mcp.Resource, *string, *string) {
+			return &r.Resources, &r.NextCursor, &r.CacheScope
+		}, func(t *mcp.Resource) string { return t.URI }, allowed, fetch)
 	case *mcp.ListResourceTemplatesResult:
-		out := *r
-		out.ResourceTemplates, out.NextCursor, err = filterPages(r.ResourceTemplates, r.NextCursor, func(t *mcp.ResourceTemplate) string { return t.URITemplate }, allowed,
-			func(c string) ([]*mcp.ResourceTemplate, string, error) {
-				res, err := fetch(c)
-				if r, ok := res.(*mcp.ListResourceTemplatesResult); ok && err == nil {
-					return r.ResourceTemplates, r.NextCursor, nil
-				}
-				return nil, "", pageError(err)
-			})
-		if err != nil {
-			return nil, err
-		}
-		out.CacheScope = "private"
-		return &out, nil
+		return filterResult(r, func(r *mcp.ListResourceTemplatesResult) (*[]*mcp.ResourceTemplate, *string, *string) {
+			return &r.ResourceTemplates, &r.NextCursor, &r.CacheScope
+		}, func(t *mcp.ResourceTemplate) string { return t.URITemplate }, allowed, fetch)
 	}
 	// A list result of a type this version does not know: show nothing
 	// rather than everything.
 	return nil, errCannotFilter(method)
+}
+
+// filterResult returns a copy of the list result first, holding only the
+// entries the caller may use, marked private to the caller. fields points
+// into a result at its entries, its nextCursor and its cacheScope. The
+// result is copied, never changed in place: a server may hand the same one
+// to every caller.
+func filterResult[R any, PR interface {
+	*R
+	mcp.Result
+}, T any](first PR, fields func(PR) (*[]T, *string, *string), name func(T) string, allowed func(string) bool, fetch func(cursor string) (mcp.Result, error)) (mcp.Result, error) {
+	out := PR(new(R))
+	*out = *first
+	entries, cursor, scope := fields(out)
+	var err error
+	*entries, *cursor, err = filterPages(*entries, *cursor, name, allowed, func(c string) ([]T, string, error) {
+		res, err := fetch(c)
+		page, ok := res.(PR)
+		if err != nil || !ok || page == nil {
+			return nil, "", pageError(err)
+		}
+		e, next, _ := fields(page)
+		return *e, *next, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	*scope = "private"
+	return out, nil
 }
 
 var errCannotPage = errors.New("mcpauth: cannot page")
@@ -417,13 +392,18 @@ func pageError(err error) error {
 	return err
 }
 
-// copyParams returns a copy of a request's params, or new ones.
-func copyParams[P any](p *P) *P {
-	var c P
-	if p != nil {
-		c = *p
+// withCursor returns a copy of a list request with set applied to a copy
+// of its params.
+func withCursor[P any, PP interface {
+	*P
+	mcp.Params
+}](r *mcp.ServerRequest[PP], set func(PP)) *mcp.ServerRequest[PP] {
+	p := PP(new(P))
+	if r.Params != nil {
+		*p = *r.Params
 	}
-	return &c
+	set(p)
+	return &mcp.ServerRequest[PP]{Session: r.Session, Params: p, Extra: r.Extra}
 }
 
 // filterPages keeps the entries the caller may use. go-sdk's nextCursor
