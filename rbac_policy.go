@@ -76,8 +76,9 @@ type Rule struct {
 }
 
 // ParsePolicy reads a policy in JSON (when the text starts with '{') or
-// YAML, and validates it as [NewGuard] does. Unknown fields are an error, so
-// that a misspelt key is not silently ignored.
+// YAML, and validates it as [NewGuard] does. Unknown fields, a key given
+// twice in one object and a second YAML document are errors, so that
+// nothing in the file is silently ignored.
 func ParsePolicy(data []byte) (*Policy, error) {
 	var p Policy
 	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '{' {
@@ -88,6 +89,12 @@ func ParsePolicy(data []byte) (*Policy, error) {
 		}
 		if dec.More() {
 			return nil, errors.New("mcpauth: policy: data after the JSON object")
+		}
+		if k, dup := jsonDuplicateKey(t); dup {
+			// encoding/json keeps the last of two equal keys without a
+			// word: {"roles":["admin"],"roles":["user"]} would open a
+			// tool meant for admins to users. YAML refuses them too.
+			return nil, fmt.Errorf("mcpauth: policy: key %q twice in one JSON object", k)
 		}
 	} else {
 		dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -107,6 +114,49 @@ func ParsePolicy(data []byte) (*Policy, error) {
 		return nil, err
 	}
 	return &p, nil
+}
+
+// jsonDuplicateKey reports a key that appears twice in one object of data,
+// which is valid JSON.
+func jsonDuplicateKey(data []byte) (string, bool) {
+	type frame struct {
+		keys  map[string]bool // nil in an array
+		inKey bool            // the next token is a key or '}'
+	}
+	var stack []frame
+	// valueDone ends a value: in an object, a key comes next.
+	valueDone := func() {
+		if n := len(stack); n > 0 && stack[n-1].keys != nil {
+			stack[n-1].inKey = true
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		if n := len(stack); n > 0 && stack[n-1].inKey {
+			if k, ok := tok.(string); ok {
+				if stack[n-1].keys[k] {
+					return k, true
+				}
+				stack[n-1].keys[k], stack[n-1].inKey = true, false
+				continue
+			}
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, frame{keys: map[string]bool{}, inKey: true})
+		case json.Delim('['):
+			stack = append(stack, frame{})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			valueDone()
+		default:
+			valueDone()
+		}
+	}
 }
 
 // LoadPolicy reads a policy file with [ParsePolicy].

@@ -320,3 +320,26 @@ func TestReviewResourceURIForms(t *testing.T) {
 		}
 	}
 }
+
+// TestReviewPolicyJSONDuplicateKeys: encoding/json keeps the last of two
+// equal keys without a word, so {"roles":["admin"],"roles":["user"]} opened
+// a tool meant for admins to users; YAML already refused duplicate keys.
+func TestReviewPolicyJSONDuplicateKeys(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		ok         bool
+	}{
+		{"distinct keys", `{"roles":{"user":[],"admin":[]},"rules":[{"tool":"x","roles":["admin"]},{"tool":"y","roles":["user"]}]}`, true},
+		{"rule key twice", `{"roles":{"user":[],"admin":[]},"rules":[{"tool":"x","roles":["admin"],"roles":["user"]}]}`, false},
+		{"role twice", `{"roles":{"admin":["user"],"user":[],"admin":[]},"rules":[{"tool":"x","roles":["admin"]}]}`, false},
+		{"top-level key twice", `{"roles":{"user":[]},"rules":[{"tool":"x","roles":["user"]}],"rules":[]}`, false},
+		{"nested after array", `{"roles":{"user":[]},"rules":[{"tool":"x","roles":["user"],"scopes":["a"],"tool":"y"}]}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := mcpauth.ParsePolicy([]byte(tc.text))
+			if (err == nil) != tc.ok {
+				t.Errorf("ParsePolicy: %v, want ok %v", err, tc.ok)
+			}
+		})
+	}
+}
