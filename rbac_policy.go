@@ -69,9 +69,12 @@ type Rule struct {
 	// opens a tool to everyone.
 	AnyCaller bool `json:"any_caller,omitempty" yaml:"any_caller,omitempty"`
 
-	// RateLimit limits each caller's use of each tool the rule covers,
-	// written "N/unit" with unit s, min or h: "100/min" is a bucket of 100
-	// calls that refills over a minute. Empty means no limit.
+	// RateLimit limits each caller's use of what the rule covers, written
+	// "N/unit" with unit s, min or h: "100/min" is a bucket of 100 calls
+	// that refills over a minute. Each caller has one bucket per rule, so
+	// the tools a prefix or "*" rule covers share it (a bucket per name
+	// would let a caller mint buckets with made-up names and push its own
+	// out of the bounded limiter map). Empty means no limit.
 	RateLimit string `json:"rate_limit,omitempty" yaml:"rate_limit,omitempty"`
 }
 

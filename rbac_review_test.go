@@ -343,3 +343,27 @@ func TestReviewPolicyJSONDuplicateKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestReviewPrefixRuleSharesOneBucket: a rate-limited prefix or "*" rule
+// gives each caller one bucket for all the tools it covers, as the docs now
+// say (they said one per tool). One per tool name would let a caller mint
+// buckets with made-up names that match the pattern, and push its own real
+// bucket out of the bounded limiter map, refilled.
+func TestReviewPrefixRuleSharesOneBucket(t *testing.T) {
+	policy := &mcpauth.Policy{
+		Roles: map[string][]string{"admin": {"editor"}, "editor": {"viewer"}, "viewer": nil},
+		Rules: []mcpauth.Rule{{Tool: "*", Roles: []string{"viewer"}, RateLimit: "2/min"}},
+	}
+	mode := mcptest.Modes[0]
+	f := newRBACFixture(t, mode, policy, nil, true, false, nil)
+	cs := f.connect(t, mode, "viewer")
+	for i, tc := range []struct {
+		tool    string
+		limited bool
+	}{{"read-data", false}, {"write-data", false}, {"delete-data", true}, {"read-data", true}} {
+		res, text := call(t, cs, tc.tool, toolArgs[tc.tool])
+		if limited := res.IsError && strings.Contains(text, "rate limit exceeded"); limited != tc.limited {
+			t.Errorf("call %d (%s): %q, want limited %v", i+1, tc.tool, text, tc.limited)
+		}
+	}
+}
