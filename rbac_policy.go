@@ -384,7 +384,9 @@ func compileRule(i int, pr *Rule, c *compiled, closures []roleBits, words int) (
 		}
 	}
 	for _, s := range pr.Scopes {
-		if s == "" || strings.ContainsAny(s, " \t\r\n\"\\") {
+		// An RFC 6749 §3.3 scope-token: it is written into the
+		// WWW-Authenticate challenge of RequireScopes.
+		if s == "" || strings.ContainsFunc(s, func(c rune) bool { return c <= ' ' || c > '~' || c == '"' || c == '\\' }) {
 			return nil, fmt.Errorf("%s %q: invalid scope %q", kindNames[r.kind], r.pattern, s)
 		}
 	}

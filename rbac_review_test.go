@@ -367,3 +367,31 @@ func TestReviewPrefixRuleSharesOneBucket(t *testing.T) {
 		}
 	}
 }
+
+// TestReviewScopeTokens: a rule's scopes go into the WWW-Authenticate
+// challenge of RequireScopes, so each must be an RFC 6749 §3.3 scope-token
+// (printable ASCII but space, '"' and '\'); control characters and
+// non-ASCII were let through.
+func TestReviewScopeTokens(t *testing.T) {
+	for _, tc := range []struct {
+		scope string
+		ok    bool
+	}{
+		{"tools:write", true},
+		{"https://api.example.com/read", true},
+		{"a!#$%&'()*+,-./:;<=>?@[]^_`{|}~", true},
+		{"a\x0bb", false},
+		{"a\x00", false},
+		{"a\x7f", false},
+		{"tööls", false},
+		{"a b", false},
+		{`a"b`, false},
+		{`a\b`, false},
+		{"", false},
+	} {
+		_, err := mcpauth.NewGuard(&mcpauth.Policy{Rules: []mcpauth.Rule{{Tool: "t", Scopes: []string{tc.scope}}}}, nil)
+		if (err == nil) != tc.ok {
+			t.Errorf("scope %q: %v, want ok %v", tc.scope, err, tc.ok)
+		}
+	}
+}
