@@ -466,12 +466,13 @@ var (
 )
 
 // errURIForm refuses a resource URI that [abnormalURI] reports.
-var errURIForm = &accessError{class: ErrForbidden, reason: "uri_form", msg: "mcpauth: access denied: resource URI not in normal form (dot segments, percent-encoded letters, digits, '-', '.', '_', '~', '/' or '\\', or an upper-case scheme)"}
+var errURIForm = &accessError{class: ErrForbidden, reason: "uri_form", msg: "mcpauth: access denied: resource URI not in normal form (dot or empty segments, percent-encoded letters, digits, '-', '.', '_', '~', '/' or '\\', an upper-case scheme, or a file URI not written file:///path)"}
 
 // abnormalURI reports whether uri, up to its query or fragment, is written
 // in a form that denotes another URI once parsed and cleaned: an upper-case
-// scheme, a backslash, a dot segment, or a percent-encoded unreserved
-// character, slash or backslash. Rules match URIs as written, but a resource
+// scheme, a backslash, a dot segment or an empty one ("//" in the path), a
+// percent-encoded unreserved character, slash or backslash, or a file URI
+// not written file:///path. Rules match URIs as written, but a resource
 // handler that parses its URI (url.Parse, then path.Clean or filepath.Join)
 // reads what it denotes: "file:///public/../private/x" or
 // "file:///%70rivate/x" would match a rule for file:///public/* or a broad
@@ -481,10 +482,33 @@ func abnormalURI(uri string) bool {
 	if i := strings.IndexAny(uri, "?#"); i >= 0 {
 		uri = uri[:i]
 	}
+	path := uri
 	if i := strings.IndexByte(uri, ':'); i > 0 && strings.IndexByte(uri[:i], '/') < 0 {
-		if strings.ContainsFunc(uri[:i], func(r rune) bool { return 'A' <= r && r <= 'Z' }) {
+		scheme := uri[:i]
+		if strings.ContainsFunc(scheme, func(r rune) bool { return 'A' <= r && r <= 'Z' }) {
 			return true
 		}
+		path = uri[i+1:]
+		if scheme == "file" {
+			// file:/x, file://localhost/x and file://host/x name the
+			// file that rules write as file:///x (RFC 8089), and
+			// handlers mostly ignore the host.
+			if !strings.HasPrefix(path, "///") {
+				return true
+			}
+		}
+		if rest, ok := strings.CutPrefix(path, "//"); ok {
+			// Skip the authority.
+			path = ""
+			if j := strings.IndexByte(rest, '/'); j >= 0 {
+				path = rest[j:]
+			}
+		}
+	}
+	if strings.Contains(path, "//") {
+		// An empty segment: path.Clean drops it, and a leading one
+		// would be read as an authority.
+		return true
 	}
 	if strings.IndexByte(uri, '\\') >= 0 {
 		return true

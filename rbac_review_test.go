@@ -268,14 +268,15 @@ func TestReviewPolicyYAMLOneDocument(t *testing.T) {
 func TestReviewResourceURIForms(t *testing.T) {
 	policy := tutorialPolicy()
 	policy.Rules = append(policy.Rules,
-		mcpauth.Rule{Resource: "file:///*", Roles: []string{"viewer"}},
+		mcpauth.Rule{Resource: "*", Roles: []string{"viewer"}},
 		mcpauth.Rule{Resource: "file:///private/*", Roles: []string{"admin"}},
 	)
 	g := mustGuard(t, policy)
 	s := mcp.NewServer(&mcp.Implementation{Name: "rbac", Version: "1"}, nil)
 	addTutorialTools(s, g, false)
-	// A file server: what it reads is the cleaned path of the parsed URI.
-	s.AddResourceTemplate(&mcp.ResourceTemplate{Name: "files", URITemplate: "file:///{+path}"}, func(_ context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+	// A file server: what it reads is the cleaned path of the parsed URI,
+	// whatever its authority.
+	s.AddResourceTemplate(&mcp.ResourceTemplate{Name: "files", URITemplate: "file:{+rest}"}, func(_ context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 		u, err := url.Parse(req.Params.URI)
 		if err != nil {
 			return nil, err
@@ -305,6 +306,11 @@ func TestReviewResourceURIForms(t *testing.T) {
 		{"viewer", "file:///public/..%2Fprivate%2Fb", ""},
 		{"viewer", "file:///%70rivate/b", ""},
 		{"viewer", "file:///public/..", ""},
+		{"viewer", "file:////private/b", ""},
+		{"viewer", "file:///public//../private/b", ""},
+		{"viewer", "file:/private/b", ""},
+		{"viewer", "file://localhost/private/b", ""},
+		{"viewer", "file://host/private/b", ""},
 	} {
 		cs, err := mcptest.Connect(t, mode, addr, mcptest.NewHeaders("X-API-Key", keys[tc.role]))
 		if err != nil {
