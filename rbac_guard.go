@@ -33,6 +33,15 @@ type GuardOptions struct {
 	// some 22 MB at most.
 	MaxRateLimiters int
 
+	// AllowMethods names the custom methods (added with
+	// mcp.AddReceivingCustomMethod) that every authenticated caller may
+	// use. The guard cannot tell what a custom method reaches, and go-sdk
+	// does not give its handler the request, so the handler cannot read
+	// the caller. Zero (the default) denies every method go-sdk v1.8.0
+	// does not define, including any a later go-sdk adds (for example
+	// tasks, which may hand out tool results) until the guard knows it.
+	AllowMethods []string
+
 	// MaxPeekBytes bounds how much of a request body [Guard.RequireScopes]
 	// reads to find the method and tool. A larger body goes on unread by it,
 	// and the MCP-level guard decides alone. Zero (the default) means 1 MiB.
@@ -57,6 +66,7 @@ type Guard struct {
 	logger   *slog.Logger
 	peek     int64
 	limiters *limiter.Map // nil when no rule has a rate limit
+	methods  []string     // GuardOptions.AllowMethods
 	now      func() time.Time
 
 	// wrapped is set once [GuardTool] has wrapped a handler: from then on the
@@ -82,6 +92,7 @@ func NewGuard(p *Policy, opts *GuardOptions) (*Guard, error) {
 		if opts.MaxPeekBytes > 0 {
 			g.peek = opts.MaxPeekBytes
 		}
+		g.methods = slices.Clone(opts.AllowMethods)
 	}
 	for _, r := range c.rules {
 		if r.limited {
@@ -222,10 +233,52 @@ func (g *Guard) Middleware() mcp.Middleware {
 				if g.c.kinds[kindResource].active {
 					return g.filterList(ctx, method, req, next, kindResource)
 				}
+			default:
+				if !standardMethods[method] {
+					// A custom method, or one a later go-sdk defines.
+					p := PrincipalFromRequest(req)
+					if p == nil || !slices.Contains(g.methods, method) {
+						err := errMethod
+						if p == nil {
+							err = errUnauthenticated
+						}
+						auditMethod(ctx, g.logger, p, method, err)
+						return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
+					}
+				}
 			}
 			return next(ctx, method, req)
 		}
 	}
+}
+
+// standardMethods are the methods a go-sdk v1.8.0 server receives. Those
+// the middleware does not decide carry no tool, prompt or resource a rule
+// could name (initialize, ping, logging/setLevel, server/discover,
+// resources/unsubscribe, notifications); any other method is refused unless
+// GuardOptions.AllowMethods names it.
+var standardMethods = map[string]bool{
+	"initialize": true, "ping": true, "server/discover": true, "logging/setLevel": true,
+	"tools/list": true, "tools/call": true,
+	"prompts/list": true, "prompts/get": true, "completion/complete": true,
+	"resources/list": true, "resources/templates/list": true, "resources/read": true,
+	"resources/subscribe": true, "resources/unsubscribe": true, "subscriptions/listen": true,
+	"notifications/initialized": true, "notifications/cancelled": true,
+	"notifications/progress": true, "notifications/roots/list_changed": true,
+}
+
+var errMethod = &accessError{class: ErrForbidden, reason: "method", msg: "mcpauth: access denied: the guard does not allow this method"}
+
+func auditMethod(ctx context.Context, l *slog.Logger, p *Principal, method string, err error) {
+	if l == nil {
+		l = slog.Default()
+	}
+	attrs := []slog.Attr{slog.String("outcome", "denied"), slog.String("reason", err.(*accessError).reason),
+		slog.String("layer", "mcp"), slog.String("rpc_method", method)}
+	if p != nil {
+		attrs = append(attrs, slog.String("method", string(p.Method)), slog.String("subject", p.Subject))
+	}
+	l.LogAttrs(ctx, slog.LevelWarn, "mcpauth: access denied", attrs...)
 }
 
 // GuardTool wraps one typed tool handler with the guard, for servers that

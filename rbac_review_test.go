@@ -3,6 +3,7 @@ package mcpauth_test
 import (
 	"context"
 	"encoding/base64"
+	"net/http"
 	"net/url"
 	"path"
 	"strings"
@@ -398,6 +399,72 @@ func TestReviewScopeTokens(t *testing.T) {
 		_, err := mcpauth.NewGuard(&mcpauth.Policy{Rules: []mcpauth.Rule{{Tool: "t", Scopes: []string{tc.scope}}}}, nil)
 		if (err == nil) != tc.ok {
 			t.Errorf("scope %q: %v, want ok %v", tc.scope, err, tc.ok)
+		}
+	}
+}
+
+type searchParams struct {
+	mcp.ParamsBase
+	Query string `json:"query"`
+}
+
+type searchResult struct {
+	mcp.ResultBase
+	Hits []string `json:"hits"`
+}
+
+// TestReviewCustomMethodsDenied: a method the guard does not know (one added
+// with mcp.AddReceivingCustomMethod, or one a later go-sdk adds, such as
+// tasks, which may hand out tool results) passed the guard to every caller,
+// and a custom method's handler is not given the request, so it cannot read
+// the caller itself. The guard denies such methods unless
+// GuardOptions.AllowMethods names them, and then only to authenticated
+// callers.
+func TestReviewCustomMethodsDenied(t *testing.T) {
+	for _, mode := range mcptest.Modes {
+		for _, tc := range []struct {
+			name  string
+			allow []string
+			ok    bool
+		}{
+			{"not allowed", nil, false},
+			{"allowed", []string{"acme/search"}, true},
+		} {
+			t.Run(mode.Name+"/"+tc.name, func(t *testing.T) {
+				g, err := mcpauth.NewGuard(tutorialPolicy(), &mcpauth.GuardOptions{AllowMethods: tc.allow})
+				if err != nil {
+					t.Fatal(err)
+				}
+				s := mcp.NewServer(&mcp.Implementation{Name: "rbac", Version: "1"}, nil)
+				addTutorialTools(s, g, false)
+				if err := mcp.AddReceivingCustomMethod(s, "acme/search", func(context.Context, *mcp.ServerSession, *searchParams) (*searchResult, error) {
+					return &searchResult{Hits: []string{"secret"}}, nil
+				}); err != nil {
+					t.Fatal(err)
+				}
+				s.AddReceivingMiddleware(g.Middleware())
+				addr, keys := serveWithRoles(t, mode, s, "viewer")
+				c := mcp.NewClient(&mcp.Implementation{Name: "review", Version: "1"}, nil)
+				if err := mcp.AddSendingCustomMethod[*searchParams, *searchResult](c, "acme/search"); err != nil {
+					t.Fatal(err)
+				}
+				headers := mcptest.NewHeaders("X-API-Key", keys["viewer"])
+				cs, err := c.Connect(context.Background(), &mcp.StreamableClientTransport{
+					Endpoint: addr, DisableStandaloneSSE: true, HTTPClient: &http.Client{Transport: headers.RoundTripper()},
+				}, &mcp.ClientSessionOptions{ProtocolVersion: mode.ProtocolVersion})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer cs.Close()
+				res, err := mcp.CallCustomMethod[*searchParams, *searchResult](context.Background(), cs, "acme/search", &searchParams{Query: "x"})
+				if tc.ok != (err == nil) || !tc.ok && !strings.Contains(err.Error(), "access denied") {
+					t.Errorf("acme/search: %v, %v; want ok %v", res, err, tc.ok)
+				}
+				// The standard methods still work.
+				if names, _ := mcptest.ToolNames(t, cs); strings.Join(names, ",") != "read-data" {
+					t.Errorf("tools/list: %v", names)
+				}
+			})
 		}
 	}
 }
