@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/time/rate"
@@ -141,10 +142,15 @@ func jsonDuplicateKey(data []byte) (string, bool) {
 		}
 		if n := len(stack); n > 0 && stack[n-1].inKey {
 			if k, ok := tok.(string); ok {
-				if stack[n-1].keys[k] {
+				// encoding/json matches field names case-insensitively
+				// (ROLES and roleſ are roles), so keys are compared
+				// folded. Role names differing only in case are refused
+				// with them, which is no loss.
+				f := foldKey(k)
+				if stack[n-1].keys[f] {
 					return k, true
 				}
-				stack[n-1].keys[k], stack[n-1].inKey = true, false
+				stack[n-1].keys[f], stack[n-1].inKey = true, false
 				continue
 			}
 		}
@@ -160,6 +166,19 @@ func jsonDuplicateKey(data []byte) (string, bool) {
 			valueDone()
 		}
 	}
+}
+
+// foldKey maps each rune of s to the least rune of its Unicode simple
+// folding orbit, so that two strings are equal under strings.EqualFold
+// exactly when their foldKeys are equal.
+func foldKey(s string) string {
+	return strings.Map(func(r rune) rune {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		return least
+	}, s)
 }
 
 // LoadPolicy reads a policy file with [ParsePolicy].

@@ -341,6 +341,11 @@ func TestReviewPolicyJSONDuplicateKeys(t *testing.T) {
 		{"role twice", `{"roles":{"admin":["user"],"user":[],"admin":[]},"rules":[{"tool":"x","roles":["admin"]}]}`, false},
 		{"top-level key twice", `{"roles":{"user":[]},"rules":[{"tool":"x","roles":["user"]}],"rules":[]}`, false},
 		{"nested after array", `{"roles":{"user":[]},"rules":[{"tool":"x","roles":["user"],"scopes":["a"],"tool":"y"}]}`, false},
+		// encoding/json matches field names case-insensitively, with
+		// Unicode folding: ROLES and roleſ (a long s) are roles too.
+		{"key twice, other case", `{"roles":{"user":[],"admin":[]},"rules":[{"tool":"x","roles":["admin"],"ROLES":["user"]}]}`, false},
+		{"key twice, folded", `{"roles":{"user":[],"admin":[]},"rules":[{"tool":"x","roles":["admin"],"roleſ":["user"]}]}`, false},
+		{"top-level key twice, other case", `{"roles":{"user":[]},"rules":[{"tool":"x","roles":["user"]}],"Rules":[]}`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := mcpauth.ParsePolicy([]byte(tc.text))
