@@ -116,9 +116,12 @@ func (g *Guard) Check(p *Principal, tool string) error {
 	return err
 }
 
-// guardedKey marks the context of a call the middleware has allowed; its
-// value is the *Guard that allowed it.
-type guardedKey struct{}
+// guardedKey marks the context of a call the guard g has allowed; its value
+// is the allowed *mcp.CallToolRequest. A wrapped handler skips its check
+// only for the tool that request names: a tool that calls other wrapped
+// handlers with its own context (a composite tool) does not lend them its
+// permission.
+type guardedKey struct{ g *Guard }
 
 // Middleware returns go-sdk receiving middleware that enforces the policy.
 // Add it with Server.AddReceivingMiddleware.
@@ -145,8 +148,8 @@ func (g *Guard) Middleware() mcp.Middleware {
 					res.SetError(err)
 					return res, nil
 				}
-				if g.wrapped.Load() {
-					ctx = context.WithValue(ctx, guardedKey{}, g)
+				if r, ok := req.(*mcp.CallToolRequest); ok && g.wrapped.Load() {
+					ctx = context.WithValue(ctx, guardedKey{g}, r)
 				}
 				return next(ctx, method, req)
 			case "tools/list":
@@ -293,7 +296,8 @@ func auditMethod(ctx context.Context, l *slog.Logger, p *Principal, method strin
 func GuardTool[In, Out any](g *Guard, h mcp.ToolHandlerFor[In, Out]) mcp.ToolHandlerFor[In, Out] {
 	g.wrapped.Store(true)
 	return func(ctx context.Context, req *mcp.CallToolRequest, in In) (*mcp.CallToolResult, Out, error) {
-		if by, _ := ctx.Value(guardedKey{}).(*Guard); by != g {
+		if by, _ := ctx.Value(guardedKey{g}).(*mcp.CallToolRequest); by == nil || by.Params == nil ||
+			req == nil || req.Params == nil || by.Params.Name != req.Params.Name {
 			var name string
 			if req != nil && req.Params != nil {
 				name = req.Params.Name

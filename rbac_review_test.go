@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -471,5 +472,60 @@ func TestReviewCustomMethodsDenied(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestReviewWrapperMarkIsPerTool: the middleware marks the context of a call
+// it has allowed so that a wrapped handler behind it does not decide the call
+// again. The mark used to say only "allowed", so a tool that dispatches to
+// other wrapped handlers with its own context (a composite tool) ran them
+// unchecked: a viewer's run-all reached delete-data. The mark now names
+// the tool the middleware allowed.
+func TestReviewWrapperMarkIsPerTool(t *testing.T) {
+	policy := tutorialPolicy()
+	policy.Rules = append(policy.Rules, mcpauth.Rule{Tool: "run", Roles: []string{"viewer"}})
+	for _, mode := range mcptest.Modes {
+		t.Run(mode.Name, func(t *testing.T) {
+			g := mustGuard(t, policy)
+			s := mcp.NewServer(&mcp.Implementation{Name: "rbac", Version: "1"}, nil)
+			addTutorialTools(s, g, false)
+			var deleted atomic.Int32
+			del := mcpauth.GuardTool(g, func(context.Context, *mcp.CallToolRequest, keyIn) (*mcp.CallToolResult, result, error) {
+				deleted.Add(1)
+				return nil, result{OK: true}, nil
+			})
+			read := mcpauth.GuardTool(g, func(context.Context, *mcp.CallToolRequest, keyIn) (*mcp.CallToolResult, result, error) {
+				return nil, result{OK: true}, nil
+			})
+			// run calls the named tool's handler in-process, as its caller.
+			mcp.AddTool(s, &mcp.Tool{Name: "run"}, mcpauth.GuardTool(g, func(ctx context.Context, req *mcp.CallToolRequest, in keyIn) (*mcp.CallToolResult, result, error) {
+				sub := &mcp.CallToolRequest{Session: req.Session, Extra: req.Extra, Params: &mcp.CallToolParamsRaw{Name: in.Key}}
+				h := map[string]mcp.ToolHandlerFor[keyIn, result]{"delete-data": del, "read-data": read}[in.Key]
+				_, out, err := h(ctx, sub, keyIn{})
+				return nil, out, err
+			}))
+			s.AddReceivingMiddleware(g.Middleware())
+			addr, keys := serveWithRoles(t, mode, s, "viewer", "admin")
+			for _, tc := range []struct {
+				role, tool string
+				ok         bool
+			}{
+				{"viewer", "read-data", true},
+				{"viewer", "delete-data", false},
+				{"admin", "delete-data", true},
+			} {
+				cs, err := mcptest.Connect(t, mode, addr, mcptest.NewHeaders("X-API-Key", keys[tc.role]))
+				if err != nil {
+					t.Fatal(err)
+				}
+				res, text := call(t, cs, "run", map[string]any{"key": tc.tool})
+				if res.IsError == tc.ok || !tc.ok && !strings.Contains(text, "requires role admin") {
+					t.Errorf("%s runs %s: IsError %v %q, want ok %v", tc.role, tc.tool, res.IsError, text, tc.ok)
+				}
+			}
+			if n := deleted.Load(); n != 1 {
+				t.Errorf("delete-data ran %d times, want 1 (the admin's)", n)
+			}
+		})
 	}
 }
