@@ -50,9 +50,9 @@ type GuardOptions struct {
 
 // A Guard enforces a [Policy] on an MCP server: it denies tools/call (and
 // prompts/get, resources/read, resources/subscribe and subscriptions/listen,
-// when rules name prompts or resources) to callers the policy does not allow, applies the
-// rules' rate limits, and filters tools/list (and the prompt and resource
-// lists) down to what each caller may use.
+// when rules name prompts or resources) to callers the policy does not
+// allow, applies the rules' rate limits, and filters tools/list (and the
+// prompt and resource lists) down to what each caller may use.
 //
 // The guard reads the caller with [PrincipalFromRequest], from the MCP request
 // being handled, never from a context: in a stateful session a context may
@@ -130,8 +130,9 @@ type guardedKey struct{ g *Guard }
 // tool requires; a call over its rate limit gets one that says when to retry.
 // A denied prompts/get, resources/read, resources/subscribe,
 // subscriptions/listen (for a resource) or completion/complete (of a
-// prompt's or resource's arguments) gets a
-// JSON-RPC invalid-params error with the same text. List results are
+// prompt's or resource's arguments) gets a JSON-RPC invalid-params error
+// with the same text, and so does a method go-sdk does not define, unless
+// GuardOptions.AllowMethods names it. List results are
 // filtered per caller and marked cacheScope "private"; see docs/rbac.md for
 // how that is read under each protocol version.
 func (g *Guard) Middleware() mcp.Middleware {
