@@ -138,20 +138,6 @@ func (f *rbacFixture) connect(t *testing.T, mode mcptest.Mode, role string) *mcp
 	return cs
 }
 
-func toolNames(t *testing.T, cs *mcp.ClientSession) ([]string, *mcp.ListToolsResult) {
-	t.Helper()
-	res, err := cs.ListTools(context.Background(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, tool := range res.Tools {
-		names = append(names, tool.Name)
-	}
-	slices.Sort(names)
-	return names, res
-}
-
 func call(t *testing.T, cs *mcp.ClientSession, tool string, args map[string]any) (*mcp.CallToolResult, string) {
 	t.Helper()
 	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: tool, Arguments: args})
@@ -187,7 +173,7 @@ func TestGuardEndToEnd(t *testing.T) {
 				for _, role := range []string{"viewer", "editor", "admin"} {
 					cs := f.connect(t, mode, role)
 					if form.middleware {
-						names, res := toolNames(t, cs)
+						names, res := mcptest.ToolNames(t, cs)
 						want := slices.Sorted(slices.Values(tutorialAllowed[role]))
 						if !slices.Equal(names, want) {
 							t.Errorf("%s: tools/list = %v, want %v", role, names, want)
@@ -242,7 +228,7 @@ func TestGuardDeniesUnknownToolAndUnauthenticated(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cs.Close()
-	if names, _ := toolNames(t, cs); len(names) != 0 {
+	if names, _ := mcptest.ToolNames(t, cs); len(names) != 0 {
 		t.Errorf("unauthenticated tools/list = %v", names)
 	}
 	for _, tool := range []string{"read-data", "unlisted"} {
@@ -261,7 +247,7 @@ func TestGuardDeniesUnknownToolAndUnauthenticated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if names, _ := toolNames(t, cs2); slices.Contains(names, "unlisted") || len(names) != 4 {
+	if names, _ := mcptest.ToolNames(t, cs2); slices.Contains(names, "unlisted") || len(names) != 4 {
 		t.Errorf("admin tools/list = %v", names)
 	}
 	if res, text := call(t, cs2, "unlisted", nil); !res.IsError || !strings.Contains(text, "no rule allows this tool") {
@@ -308,7 +294,7 @@ func TestRoleDowngradeWithinSession(t *testing.T) {
 	if !res.IsError || !strings.Contains(text, "requires role admin") {
 		t.Errorf("after the downgrade: IsError = %v, %q", res.IsError, text)
 	}
-	if names, _ := toolNames(t, cs); !slices.Equal(names, []string{"read-data"}) {
+	if names, _ := mcptest.ToolNames(t, cs); !slices.Equal(names, []string{"read-data"}) {
 		t.Errorf("after the downgrade: tools/list = %v", names)
 	}
 	if res, text := call(t, cs, "read-data", toolArgs["read-data"]); res.IsError {

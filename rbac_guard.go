@@ -33,6 +33,15 @@ type GuardOptions struct {
 	// some 22 MB at most.
 	MaxRateLimiters int
 
+	// AllowMethods names the custom methods (added with
+	// mcp.AddReceivingCustomMethod) that every authenticated caller may
+	// use. The guard cannot tell what a custom method reaches, and go-sdk
+	// does not give its handler the request, so the handler cannot read
+	// the caller. Zero (the default) denies every method go-sdk v1.8.0
+	// does not define, including any a later go-sdk adds (for example
+	// tasks, which may hand out tool results) until the guard knows it.
+	AllowMethods []string
+
 	// MaxPeekBytes bounds how much of a request body [Guard.RequireScopes]
 	// reads to find the method and tool. A larger body goes on unread by it,
 	// and the MCP-level guard decides alone. Zero (the default) means 1 MiB.
@@ -40,10 +49,10 @@ type GuardOptions struct {
 }
 
 // A Guard enforces a [Policy] on an MCP server: it denies tools/call (and
-// prompts/get, resources/read and resources/subscribe, when rules name
-// prompts or resources) to callers the policy does not allow, applies the
-// rules' rate limits, and filters tools/list (and the prompt and resource
-// lists) down to what each caller may use.
+// prompts/get, resources/read, resources/subscribe and subscriptions/listen,
+// when rules name prompts or resources) to callers the policy does not
+// allow, applies the rules' rate limits, and filters tools/list (and the
+// prompt and resource lists) down to what each caller may use.
 //
 // The guard reads the caller with [PrincipalFromRequest], from the MCP request
 // being handled, never from a context: in a stateful session a context may
@@ -57,6 +66,7 @@ type Guard struct {
 	logger   *slog.Logger
 	peek     int64
 	limiters *limiter.Map // nil when no rule has a rate limit
+	methods  []string     // GuardOptions.AllowMethods
 	now      func() time.Time
 
 	// wrapped is set once [GuardTool] has wrapped a handler: from then on the
@@ -82,6 +92,7 @@ func NewGuard(p *Policy, opts *GuardOptions) (*Guard, error) {
 		if opts.MaxPeekBytes > 0 {
 			g.peek = opts.MaxPeekBytes
 		}
+		g.methods = slices.Clone(opts.AllowMethods)
 	}
 	for _, r := range c.rules {
 		if r.limited {
@@ -105,18 +116,23 @@ func (g *Guard) Check(p *Principal, tool string) error {
 	return err
 }
 
-// guardedKey marks the context of a call the middleware has allowed; its
-// value is the *Guard that allowed it.
-type guardedKey struct{}
+// guardedKey marks the context of a call the guard g has allowed; its value
+// is the allowed *mcp.CallToolRequest. A wrapped handler skips its check
+// only for the tool that request names: a tool that calls other wrapped
+// handlers with its own context (a composite tool) does not lend them its
+// permission.
+type guardedKey struct{ g *Guard }
 
 // Middleware returns go-sdk receiving middleware that enforces the policy.
 // Add it with Server.AddReceivingMiddleware.
 //
 // A denied tools/call gets a tool error (IsError) whose text says what the
 // tool requires; a call over its rate limit gets one that says when to retry.
-// A denied prompts/get, resources/read, resources/subscribe or
-// completion/complete (of a prompt's or resource's arguments) gets a
-// JSON-RPC invalid-params error with the same text. List results are
+// A denied prompts/get, resources/read, resources/subscribe,
+// subscriptions/listen (for a resource) or completion/complete (of a
+// prompt's or resource's arguments) gets a JSON-RPC invalid-params error
+// with the same text, and so does a method go-sdk does not define, unless
+// GuardOptions.AllowMethods names it. List results are
 // filtered per caller and marked cacheScope "private"; see docs/rbac.md for
 // how that is read under each protocol version.
 func (g *Guard) Middleware() mcp.Middleware {
@@ -133,8 +149,8 @@ func (g *Guard) Middleware() mcp.Middleware {
 					res.SetError(err)
 					return res, nil
 				}
-				if g.wrapped.Load() {
-					ctx = context.WithValue(ctx, guardedKey{}, g)
+				if r, ok := req.(*mcp.CallToolRequest); ok && g.wrapped.Load() {
+					ctx = context.WithValue(ctx, guardedKey{g}, r)
 				}
 				return next(ctx, method, req)
 			case "tools/list":
@@ -176,6 +192,23 @@ func (g *Guard) Middleware() mcp.Middleware {
 					}
 					return res, err
 				}
+			case "subscriptions/listen":
+				// Under 2026-07-28 a client subscribes to resources here
+				// (go-sdk's ClientSession.Subscribe sends it), and go-sdk
+				// subscribes each URI itself, past this middleware: decide
+				// each as resources/subscribe is decided.
+				if !g.c.kinds[kindResource].active {
+					break
+				}
+				r, ok := req.(*mcp.SubscriptionsListenRequest)
+				if !ok || r.Params == nil || r.Params.Notifications == nil {
+					break
+				}
+				for _, uri := range r.Params.Notifications.ResourceSubscriptions {
+					if err := g.authorize(ctx, req, kindResource, uri); err != nil {
+						return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
+					}
+				}
 			case "completion/complete":
 				// Completing a prompt's or resource's arguments is a way to
 				// probe it: allowed only to callers that may use it. It is not
@@ -204,10 +237,52 @@ func (g *Guard) Middleware() mcp.Middleware {
 				if g.c.kinds[kindResource].active {
 					return g.filterList(ctx, method, req, next, kindResource)
 				}
+			default:
+				if !standardMethods[method] {
+					// A custom method, or one a later go-sdk defines.
+					p := PrincipalFromRequest(req)
+					if p == nil || !slices.Contains(g.methods, method) {
+						err := errMethod
+						if p == nil {
+							err = errUnauthenticated
+						}
+						auditMethod(ctx, g.logger, p, method, err)
+						return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
+					}
+				}
 			}
 			return next(ctx, method, req)
 		}
 	}
+}
+
+// standardMethods are the methods a go-sdk v1.8.0 server receives. Those
+// the middleware does not decide carry no tool, prompt or resource a rule
+// could name (initialize, ping, logging/setLevel, server/discover,
+// resources/unsubscribe, notifications); any other method is refused unless
+// GuardOptions.AllowMethods names it.
+var standardMethods = map[string]bool{
+	"initialize": true, "ping": true, "server/discover": true, "logging/setLevel": true,
+	"tools/list": true, "tools/call": true,
+	"prompts/list": true, "prompts/get": true, "completion/complete": true,
+	"resources/list": true, "resources/templates/list": true, "resources/read": true,
+	"resources/subscribe": true, "resources/unsubscribe": true, "subscriptions/listen": true,
+	"notifications/initialized": true, "notifications/cancelled": true,
+	"notifications/progress": true, "notifications/roots/list_changed": true,
+}
+
+var errMethod = &accessError{class: ErrForbidden, reason: "method", msg: "mcpauth: access denied: the guard does not allow this method"}
+
+func auditMethod(ctx context.Context, l *slog.Logger, p *Principal, method string, err error) {
+	if l == nil {
+		l = slog.Default()
+	}
+	attrs := []slog.Attr{slog.String("outcome", "denied"), slog.String("reason", err.(*accessError).reason),
+		slog.String("layer", "mcp"), slog.String("rpc_method", method)}
+	if p != nil {
+		attrs = append(attrs, slog.String("method", string(p.Method)), slog.String("subject", p.Subject))
+	}
+	l.LogAttrs(ctx, slog.LevelWarn, "mcpauth: access denied", attrs...)
 }
 
 // GuardTool wraps one typed tool handler with the guard, for servers that
@@ -222,7 +297,8 @@ func (g *Guard) Middleware() mcp.Middleware {
 func GuardTool[In, Out any](g *Guard, h mcp.ToolHandlerFor[In, Out]) mcp.ToolHandlerFor[In, Out] {
 	g.wrapped.Store(true)
 	return func(ctx context.Context, req *mcp.CallToolRequest, in In) (*mcp.CallToolResult, Out, error) {
-		if by, _ := ctx.Value(guardedKey{}).(*Guard); by != g {
+		if by, _ := ctx.Value(guardedKey{g}).(*mcp.CallToolRequest); by == nil || by.Params == nil ||
+			req == nil || req.Params == nil || by.Params.Name != req.Params.Name {
 			var name string
 			if req != nil && req.Params != nil {
 				name = req.Params.Name
@@ -291,33 +367,131 @@ func (g *Guard) filterList(ctx context.Context, method string, req mcp.Request, 
 	p := PrincipalFromRequest(req)
 	held := g.c.held(p)
 	allowed := func(name string) bool { return g.c.allows(p, held, k, name) }
-	// The result is copied, never changed in place: a server may hand the
-	// same one to every caller.
+	fetch := func(cursor string) (mcp.Result, error) {
+		// The next page: the same request with the page's cursor.
+		var next2 mcp.Request
+		switch r := req.(type) {
+		case *mcp.ListToolsRequest:
+			next2 = withCursor(r, func(p *mcp.ListToolsParams) { p.Cursor = cursor })
+		case *mcp.ListPromptsRequest:
+			next2 = withCursor(r, func(p *mcp.ListPromptsParams) { p.Cursor = cursor })
+		case *mcp.ListResourcesRequest:
+			next2 = withCursor(r, func(p *mcp.ListResourcesParams) { p.Cursor = cursor })
+		case *mcp.ListResourceTemplatesRequest:
+			next2 = withCursor(r, func(p *mcp.ListResourceTemplatesParams) { p.Cursor = cursor })
+		default:
+			return nil, errCannotPage
+		}
+		return next(ctx, method, next2)
+	}
 	switch r := res.(type) {
 	case *mcp.ListToolsResult:
-		out := *r
-		out.Tools = keep(r.Tools, func(t *mcp.Tool) bool { return allowed(t.Name) })
-		out.CacheScope = "private"
-		return &out, nil
+		return filterResult(r, func(r *mcp.ListToolsResult) (*[]*mcp.Tool, *string, *string) {
+			return &r.Tools, &r.NextCursor, &r.CacheScope
+		}, func(t *mcp.Tool) string { return t.Name }, allowed, fetch)
 	case *mcp.ListPromptsResult:
-		out := *r
-		out.Prompts = keep(r.Prompts, func(t *mcp.Prompt) bool { return allowed(t.Name) })
-		out.CacheScope = "private"
-		return &out, nil
+		return filterResult(r, func(r *mcp.ListPromptsResult) (*[]*mcp.Prompt, *string, *string) {
+			return &r.Prompts, &r.NextCursor, &r.CacheScope
+		}, func(t *mcp.Prompt) string { return t.Name }, allowed, fetch)
 	case *mcp.ListResourcesResult:
-		out := *r
-		out.Resources = keep(r.Resources, func(t *mcp.Resource) bool { return allowed(t.URI) })
-		out.CacheScope = "private"
-		return &out, nil
+		return filterResult(r, func(r *mcp.ListResourcesResult) (*[]*mcp.Resource, *string, *string) {
+			return &r.Resources, &r.NextCursor, &r.CacheScope
+		}, func(t *mcp.Resource) string { return t.URI }, allowed, fetch)
 	case *mcp.ListResourceTemplatesResult:
-		out := *r
-		out.ResourceTemplates = keep(r.ResourceTemplates, func(t *mcp.ResourceTemplate) bool { return allowed(t.URITemplate) })
-		out.CacheScope = "private"
-		return &out, nil
+		return filterResult(r, func(r *mcp.ListResourceTemplatesResult) (*[]*mcp.ResourceTemplate, *string, *string) {
+			return &r.ResourceTemplates, &r.NextCursor, &r.CacheScope
+		}, func(t *mcp.ResourceTemplate) string { return t.URITemplate }, allowed, fetch)
 	}
 	// A list result of a type this version does not know: show nothing
 	// rather than everything.
-	return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "mcpauth: cannot filter " + method}
+	return nil, errCannotFilter(method)
+}
+
+// filterResult returns a copy of the list result first, holding only the
+// entries the caller may use, marked private to the caller. fields points
+// into a result at its entries, its nextCursor and its cacheScope. The
+// result is copied, never changed in place: a server may hand the same one
+// to every caller.
+func filterResult[R any, PR interface {
+	*R
+	mcp.Result
+}, T any](first PR, fields func(PR) (*[]T, *string, *string), name func(T) string, allowed func(string) bool, fetch func(cursor string) (mcp.Result, error)) (mcp.Result, error) {
+	out := PR(new(R))
+	*out = *first
+	entries, cursor, scope := fields(out)
+	var err error
+	*entries, *cursor, err = filterPages(*entries, *cursor, name, allowed, func(c string) ([]T, string, error) {
+		res, err := fetch(c)
+		page, ok := res.(PR)
+		if err != nil || !ok || page == nil {
+			return nil, "", pageError(err)
+		}
+		e, next, _ := fields(page)
+		return *e, *next, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	*scope = "private"
+	return out, nil
+}
+
+var errCannotPage = errors.New("mcpauth: cannot page")
+
+func errCannotFilter(method string) error {
+	return &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "mcpauth: cannot filter " + method}
+}
+
+// pageError is the error to answer when fetching a following page failed.
+func pageError(err error) error {
+	if err == nil || err == errCannotPage {
+		return &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "mcpauth: cannot filter the list"}
+	}
+	return err
+}
+
+// withCursor returns a copy of a list request with set applied to a copy
+// of its params.
+func withCursor[P any, PP interface {
+	*P
+	mcp.Params
+}](r *mcp.ServerRequest[PP], set func(PP)) *mcp.ServerRequest[PP] {
+	p := PP(new(P))
+	if r.Params != nil {
+		*p = *r.Params
+	}
+	set(p)
+	return &mcp.ServerRequest[PP]{Session: r.Session, Params: p, Extra: r.Extra}
+}
+
+// filterPages keeps the entries the caller may use. go-sdk's nextCursor
+// names the last entry of its page (it is that entry's name, gob-encoded
+// and in base64), so a page that ends on an entry the caller may not use
+// cannot hand its cursor on: the following pages are fetched and filtered
+// too, until one ends on an entry the caller may use, or the list ends.
+// The caller gets a longer page instead of a forbidden name.
+func filterPages[T any](entries []T, cursor string, name func(T) string, allowed func(string) bool, fetch func(cursor string) ([]T, string, error)) ([]T, string, error) {
+	out := keep(entries, func(e T) bool { return allowed(name(e)) })
+	for cursor != "" {
+		if len(entries) == 0 {
+			// No entry to continue after: end the list here.
+			return out, "", nil
+		}
+		if allowed(name(entries[len(entries)-1])) {
+			break
+		}
+		var err error
+		entries, cursor, err = fetch(cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		for _, e := range entries {
+			if allowed(name(e)) {
+				out = append(out, e)
+			}
+		}
+	}
+	return out, cursor, nil
 }
 
 func keep[T any](in []T, ok func(T) bool) []T {

@@ -164,7 +164,7 @@ func TestRequireScopesEndToEnd(t *testing.T) {
 			f := newRBACFixture(t, mode, scopePolicy(), nil, true, false, map[string][]string{"admin": {"tools:write"}})
 			editor := f.connect(t, mode, "editor")
 			// The list shows only what the caller may call, scopes included.
-			if names, _ := toolNames(t, editor); strings.Join(names, ",") != "read-data" {
+			if names, _ := mcptest.ToolNames(t, editor); strings.Join(names, ",") != "read-data" {
 				t.Errorf("editor without tools:write lists %v", names)
 			}
 			// go-sdk's client closes its session on a 403 it cannot step up

@@ -40,16 +40,7 @@ func TestExampleRoles(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		res, err := cs.ListTools(ctx, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var names []string
-		for _, tool := range res.Tools {
-			names = append(names, tool.Name)
-		}
-		slices.Sort(names)
-		if !slices.Equal(names, tools) {
+		if names, _ := mcptest.ToolNames(t, cs); !slices.Equal(names, tools) {
 			t.Errorf("%s lists %v, want %v", role, names, tools)
 		}
 		r, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "read-data", Arguments: map[string]any{"key": "greeting"}})

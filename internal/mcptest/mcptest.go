@@ -6,6 +6,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 
@@ -23,9 +24,14 @@ type Mode struct {
 
 // Modes are the modes every end-to-end test runs in: 2025-11-25 with
 // sessions, 2026-07-28 (no sessions, no initialize), and a stateless server.
+//
+// go-sdk serves 2026-07-28 only from a stateless handler: a stateful one
+// answers the client's server/discover in a way that makes it fall back to
+// 2025-11-25 with initialize, so the 2026-07-28 mode must be Stateless
+// (TestModesSpeakTheirVersion).
 var Modes = []Mode{
 	{Name: "2025-11-25", ProtocolVersion: "2025-11-25"},
-	{Name: "2026-07-28", ProtocolVersion: "2026-07-28"},
+	{Name: "2026-07-28", ProtocolVersion: "2026-07-28", Stateless: true},
 	{Name: "stateless", ProtocolVersion: "2025-11-25", Stateless: true},
 }
 
@@ -99,4 +105,21 @@ func Connect(t testing.TB, m Mode, url string, headers *Headers) (*mcp.ClientSes
 	}
 	t.Cleanup(func() { cs.Close() })
 	return cs, nil
+}
+
+// ToolNames lists the tools cs sees (one tools/list page: the servers under
+// test offer fewer tools than a page holds) and returns their names, sorted,
+// with the result itself. A failed list ends the test.
+func ToolNames(t testing.TB, cs *mcp.ClientSession) ([]string, *mcp.ListToolsResult) {
+	t.Helper()
+	res, err := cs.ListTools(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, 0, len(res.Tools))
+	for _, tool := range res.Tools {
+		names = append(names, tool.Name)
+	}
+	slices.Sort(names)
+	return names, res
 }
