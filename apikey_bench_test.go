@@ -16,14 +16,6 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/auth"
 )
 
-// discardWriter is a ResponseWriter that costs nothing, so that the
-// benchmarks measure the middleware, not the recorder.
-type discardWriter struct{ h http.Header }
-
-func (w *discardWriter) Header() http.Header         { return w.h }
-func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
-func (w *discardWriter) WriteHeader(int)             {}
-
 var sink int
 
 // next is the protected handler: it only touches the principal, so that
@@ -50,11 +42,11 @@ func benchKeys(b *testing.B, n int) (keys []mcpauth.APIKey, presented string) {
 
 func serve(b *testing.B, h http.Handler, r *http.Request, wantStatus bool) {
 	b.Helper()
-	w := &discardWriter{h: http.Header{}}
+	w := benchcmp.NewDiscardWriter()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		clear(w.h)
+		w.Reset()
 		h.ServeHTTP(w, r)
 	}
 }
@@ -148,11 +140,11 @@ func BenchmarkAPIKeyRefused(b *testing.B) {
 // compare interleaves two handlers (see benchcmp.Interleave).
 func compare(b *testing.B, ours http.Handler, rOurs *http.Request, base http.Handler, rBase *http.Request) {
 	b.Helper()
-	w := &discardWriter{h: http.Header{}}
+	w := benchcmp.NewDiscardWriter()
 	b.ReportAllocs()
 	benchcmp.Interleave(b, 200,
-		func() { clear(w.h); ours.ServeHTTP(w, rOurs) },
-		func() { clear(w.h); base.ServeHTTP(w, rBase) })
+		func() { w.Reset(); ours.ServeHTTP(w, rOurs) },
+		func() { w.Reset(); base.ServeHTTP(w, rBase) })
 }
 
 // BenchmarkAPIKeyRatio states the targets as ratios measured in one

@@ -12,12 +12,6 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/auth"
 )
 
-type nopWriter struct{ h http.Header }
-
-func (w *nopWriter) Header() http.Header         { return w.h }
-func (w *nopWriter) Write(b []byte) (int, error) { return len(b), nil }
-func (w *nopWriter) WriteHeader(int)             {}
-
 // BenchmarkBridgeRatio measures what Require costs apart from verifying a
 // credential: an authenticator that returns a principal built once (as
 // APIKeys and the JWT cache do), so that what is left is putting the
@@ -35,7 +29,7 @@ func BenchmarkBridgeRatio(b *testing.B) {
 	ours := Require(&RequireOptions{Logger: slog.New(slog.DiscardHandler)}, fixed)(next)
 	r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
 	r.Header.Set("Authorization", "Bearer abc")
-	w := &nopWriter{h: http.Header{}}
+	w := benchcmp.NewDiscardWriter()
 	b.ReportAllocs()
 	benchcmp.Interleave(b, 200, func() { ours.ServeHTTP(w, r) }, func() { noop.ServeHTTP(w, r) })
 }

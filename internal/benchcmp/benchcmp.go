@@ -4,6 +4,7 @@
 package benchcmp
 
 import (
+	"net/http"
 	"testing"
 	"time"
 )
@@ -32,3 +33,18 @@ func Interleave(b *testing.B, batch int, ours, base func()) {
 	b.ReportMetric(float64(tBase.Nanoseconds())/float64(n), "baseline-ns/op")
 	b.ReportMetric(float64(tOurs)/float64(tBase), "ratio")
 }
+
+// DiscardWriter is an http.ResponseWriter that keeps nothing, so that a
+// benchmark measures the handler rather than a recorder. Reset clears the
+// header between requests.
+type DiscardWriter struct{ h http.Header }
+
+// NewDiscardWriter returns a DiscardWriter with an empty header.
+func NewDiscardWriter() *DiscardWriter { return &DiscardWriter{h: http.Header{}} }
+
+func (w *DiscardWriter) Header() http.Header         { return w.h }
+func (w *DiscardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *DiscardWriter) WriteHeader(int)             {}
+
+// Reset empties the header, keeping its map.
+func (w *DiscardWriter) Reset() { clear(w.h) }
