@@ -211,24 +211,34 @@ func TestReviewSubscriptionsListenGuarded(t *testing.T) {
 				// open until Unsubscribe.
 				done := make(chan error, 1)
 				go func() { done <- cs.Subscribe(context.Background(), &mcp.SubscribeParams{URI: tc.uri}) }()
+				// Both channels can be ready at once: a legacy
+				// resources/subscribe answers right after the handler runs,
+				// and go-sdk's 2026-07-28 client reports any end of the
+				// listen stream, refusal included, as nil. So the handler,
+				// not Subscribe's result, says whether it subscribed.
+				var got string
 				select {
-				case uri := <-subscribed:
-					if !tc.allowed || uri != tc.uri {
-						t.Errorf("%s: subscribed to %s, want a refusal", tc.role, uri)
-					}
+				case got = <-subscribed:
 				case err := <-done:
-					// go-sdk's 2026-07-28 client reports a refused
-					// subscriptions/listen as the end of the stream (nil).
-					if tc.allowed || err != nil && !strings.Contains(err.Error(), "requires role admin") {
+					if err != nil && (tc.allowed || !strings.Contains(err.Error(), "requires role admin")) {
 						t.Errorf("%s %s: Subscribe = %v", tc.role, tc.uri, err)
 					}
+					wait := 50 * time.Millisecond
+					if tc.allowed && err == nil {
+						wait = 5 * time.Second
+					}
 					select {
-					case uri := <-subscribed:
-						t.Errorf("%s: subscribed to %s, want a refusal", tc.role, uri)
-					case <-time.After(50 * time.Millisecond):
+					case got = <-subscribed:
+					case <-time.After(wait):
 					}
 				case <-time.After(5 * time.Second):
 					t.Fatalf("%s %s: neither subscribed nor refused", tc.role, tc.uri)
+				}
+				switch {
+				case tc.allowed && got != tc.uri:
+					t.Errorf("%s: subscribed to %q, want %s", tc.role, got, tc.uri)
+				case !tc.allowed && got != "":
+					t.Errorf("%s: subscribed to %s, want a refusal", tc.role, got)
 				}
 				cs.Unsubscribe(context.Background(), &mcp.UnsubscribeParams{URI: tc.uri})
 			}
