@@ -293,141 +293,143 @@ func TestAPIKeysRotation(t *testing.T) {
 // TestRequireResponses checks the status, challenge and body of each refusal,
 // and that neither the response nor the audit log ever holds the credential.
 func TestRequireResponses(t *testing.T) {
-	key := mustGenerate(t)
-	keys, err := NewAPIKeys(APIKey{Key: key, Subject: "alice"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logBuf bytes.Buffer
-	logger := slog.New(slog.NewJSONHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	const prm = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
-	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p := PrincipalFromHTTPRequest(r); p == nil || p.Subject != "alice" {
-			t.Errorf("handler sees principal %+v", p)
+	ForEachBridge(t, func(t *testing.T) {
+		key := mustGenerate(t)
+		keys, err := NewAPIKeys(APIKey{Key: key, Subject: "alice"})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if got := r.Header.Get("X-API-Key"); got != "" && got != key {
-			t.Errorf("handler sees X-API-Key %q", got)
-		}
-		if got := r.Header.Get("Authorization"); strings.Contains(got, bridgePlaceholder[len("Bearer "):]) {
-			t.Error("the bridge placeholder leaked to the handler")
-		}
-		w.WriteHeader(http.StatusNoContent)
-	})
-	h := Require(&RequireOptions{ResourceMetadataURL: prm, Logger: logger}, keys)(next)
-
-	wrongKey := mustGenerate(t)
-	tests := []struct {
-		name      string
-		header    string
-		value     string
-		status    int
-		challenge string
-		code      string
-	}{
-		{"ok X-API-Key", "X-API-Key", key, http.StatusNoContent, "", ""},
-		{"ok bearer", "Authorization", "Bearer " + key, http.StatusNoContent, "", ""},
-		{"ok bearer odd spacing", "Authorization", "bearer  " + key, http.StatusNoContent, "", ""},
-		{"missing", "", "", http.StatusUnauthorized, `Bearer resource_metadata="` + prm + `"`, "invalid_token"},
-		{"wrong key", "X-API-Key", wrongKey, http.StatusUnauthorized, `Bearer resource_metadata="` + prm + `", error="invalid_token", error_description="The credentials are invalid."`, "invalid_token"},
-		{"bad checksum", "X-API-Key", corrupt(key), http.StatusUnauthorized, `Bearer resource_metadata="` + prm + `", error="invalid_token", error_description="The credentials are malformed."`, "invalid_token"},
-		{"JWT with only API keys configured", "Authorization", "Bearer a.b.c", http.StatusUnauthorized, `Bearer resource_metadata="` + prm + `", error="invalid_token", error_description="The credentials are invalid."`, "invalid_token"},
-		{"basic auth", "Authorization", "Basic YTpi", http.StatusUnauthorized, `Bearer resource_metadata="` + prm + `", error="invalid_token", error_description="The credentials are invalid."`, "invalid_token"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			logBuf.Reset()
-			w := httptest.NewRecorder()
-			h.ServeHTTP(w, apiKeyRequest(tt.header, tt.value))
-			if w.Code != tt.status {
-				t.Fatalf("status = %d, want %d; body %s", w.Code, tt.status, w.Body)
+		var logBuf bytes.Buffer
+		logger := slog.New(slog.NewJSONHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		const prm = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
+		next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if p := PrincipalFromHTTPRequest(r); p == nil || p.Subject != "alice" {
+				t.Errorf("handler sees principal %+v", p)
 			}
-			if got := w.Header().Get("WWW-Authenticate"); got != tt.challenge {
-				t.Errorf("WWW-Authenticate = %q, want %q", got, tt.challenge)
+			if got := r.Header.Get("X-API-Key"); got != "" && got != key {
+				t.Errorf("handler sees X-API-Key %q", got)
 			}
-			if tt.code != "" {
-				if ct := w.Header().Get("Content-Type"); ct != "application/json" {
-					t.Errorf("Content-Type = %q", ct)
-				}
-				if !strings.Contains(w.Body.String(), `"error":"`+tt.code+`"`) {
-					t.Errorf("body = %s, want error %s", w.Body, tt.code)
-				}
+			if got := r.Header.Get("Authorization"); strings.Contains(got, bridgePlaceholder[len("Bearer "):]) {
+				t.Error("the bridge placeholder leaked to the handler")
 			}
-			for _, secret := range []string{key, wrongKey} {
-				if strings.Contains(w.Body.String(), secret) || strings.Contains(logBuf.String(), secret) {
-					t.Fatalf("credential in body %q or log %q", w.Body, logBuf.String())
-				}
-			}
-			// One audit event per decision.
-			if n := strings.Count(logBuf.String(), "\n"); n != 1 {
-				t.Fatalf("%d audit events, want 1: %s", n, logBuf.String())
-			}
-			wantOutcome := `"outcome":"success"`
-			if tt.status != http.StatusNoContent {
-				wantOutcome = `"outcome":"failure"`
-			}
-			if !strings.Contains(logBuf.String(), wantOutcome) || !strings.Contains(logBuf.String(), `"remote":"192.0.2.1:1234"`) {
-				t.Errorf("audit event %s", logBuf.String())
-			}
+			w.WriteHeader(http.StatusNoContent)
 		})
-	}
+		h := Require(&RequireOptions{ResourceMetadataURL: prm, Logger: logger}, keys)(next)
 
-	t.Run("audit event of a wrong key carries its fingerprint", func(t *testing.T) {
-		logBuf.Reset()
-		h.ServeHTTP(httptest.NewRecorder(), apiKeyRequest("X-API-Key", wrongKey))
-		for _, want := range []string{`"method":"apikey"`, `"reason":"invalid"`, `"key_id":"` + APIKeyID(wrongKey) + `"`} {
-			if !strings.Contains(logBuf.String(), want) {
-				t.Errorf("audit event %s lacks %s", logBuf.String(), want)
-			}
-		}
-	})
-	t.Run("no authenticators refuses everything", func(t *testing.T) {
-		w := httptest.NewRecorder()
-		Require(nil)(next).ServeHTTP(w, apiKeyRequest("X-API-Key", key))
-		if w.Code != http.StatusServiceUnavailable {
-			t.Fatalf("status = %d, want 503", w.Code)
-		}
-	})
-	t.Run("authenticator error text never reaches the client", func(t *testing.T) {
-		leaky := AuthenticatorFunc(func(*http.Request) (*Principal, error) {
-			return nil, errors.New("db password=hunter2 rejected")
-		})
-		w := httptest.NewRecorder()
-		Require(&RequireOptions{Logger: logger}, leaky)(next).ServeHTTP(w, apiKeyRequest("X-API-Key", key))
-		if w.Code != http.StatusUnauthorized || strings.Contains(w.Body.String(), "hunter2") || strings.Contains(logBuf.String(), "hunter2") {
-			t.Fatalf("status %d body %s", w.Code, w.Body)
-		}
-	})
-	t.Run("rate limited", func(t *testing.T) {
-		for _, tt := range []struct {
-			err   error
-			retry string
+		wrongKey := mustGenerate(t)
+		tests := []struct {
+			name      string
+			header    string
+			value     string
+			status    int
+			challenge string
+			code      string
 		}{
-			{&RateLimitError{RetryAfter: 1500 * time.Millisecond}, "2"},
-			{&RateLimitError{}, "1"},
-			{fmt.Errorf("lockout: %w", &RateLimitError{RetryAfter: time.Minute}), "60"},
-			{ErrRateLimited, ""},
-		} {
-			limited := AuthenticatorFunc(func(*http.Request) (*Principal, error) { return nil, tt.err })
-			w := httptest.NewRecorder()
-			Require(&RequireOptions{Logger: logger}, limited)(next).ServeHTTP(w, apiKeyRequest("", ""))
-			if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != tt.retry || w.Header().Get("WWW-Authenticate") != "" {
-				t.Errorf("%v: status %d, Retry-After %q, challenge %q", tt.err, w.Code, w.Header().Get("Retry-After"), w.Header().Get("WWW-Authenticate"))
-			}
-			if !strings.Contains(w.Body.String(), `"error":"temporarily_unavailable"`) {
-				t.Errorf("%v: body %s", tt.err, w.Body)
-			}
+			{"ok X-API-Key", "X-API-Key", key, http.StatusNoContent, "", ""},
+			{"ok bearer", "Authorization", "Bearer " + key, http.StatusNoContent, "", ""},
+			{"ok bearer odd spacing", "Authorization", "bearer  " + key, http.StatusNoContent, "", ""},
+			{"missing", "", "", http.StatusUnauthorized, `Bearer resource_metadata="` + prm + `"`, "invalid_token"},
+			{"wrong key", "X-API-Key", wrongKey, http.StatusUnauthorized, `Bearer resource_metadata="` + prm + `", error="invalid_token", error_description="The credentials are invalid."`, "invalid_token"},
+			{"bad checksum", "X-API-Key", corrupt(key), http.StatusUnauthorized, `Bearer resource_metadata="` + prm + `", error="invalid_token", error_description="The credentials are malformed."`, "invalid_token"},
+			{"JWT with only API keys configured", "Authorization", "Bearer a.b.c", http.StatusUnauthorized, `Bearer resource_metadata="` + prm + `", error="invalid_token", error_description="The credentials are invalid."`, "invalid_token"},
+			{"basic auth", "Authorization", "Basic YTpi", http.StatusUnauthorized, `Bearer resource_metadata="` + prm + `", error="invalid_token", error_description="The credentials are invalid."`, "invalid_token"},
 		}
-	})
-	t.Run("forbidden and insufficient scope", func(t *testing.T) {
-		deny := AuthenticatorFunc(func(*http.Request) (*Principal, error) {
-			return nil, &ScopeError{Required: []string{"tools:write", "tools:read"}}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				logBuf.Reset()
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, apiKeyRequest(tt.header, tt.value))
+				if w.Code != tt.status {
+					t.Fatalf("status = %d, want %d; body %s", w.Code, tt.status, w.Body)
+				}
+				if got := w.Header().Get("WWW-Authenticate"); got != tt.challenge {
+					t.Errorf("WWW-Authenticate = %q, want %q", got, tt.challenge)
+				}
+				if tt.code != "" {
+					if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+						t.Errorf("Content-Type = %q", ct)
+					}
+					if !strings.Contains(w.Body.String(), `"error":"`+tt.code+`"`) {
+						t.Errorf("body = %s, want error %s", w.Body, tt.code)
+					}
+				}
+				for _, secret := range []string{key, wrongKey} {
+					if strings.Contains(w.Body.String(), secret) || strings.Contains(logBuf.String(), secret) {
+						t.Fatalf("credential in body %q or log %q", w.Body, logBuf.String())
+					}
+				}
+				// One audit event per decision.
+				if n := strings.Count(logBuf.String(), "\n"); n != 1 {
+					t.Fatalf("%d audit events, want 1: %s", n, logBuf.String())
+				}
+				wantOutcome := `"outcome":"success"`
+				if tt.status != http.StatusNoContent {
+					wantOutcome = `"outcome":"failure"`
+				}
+				if !strings.Contains(logBuf.String(), wantOutcome) || !strings.Contains(logBuf.String(), `"remote":"192.0.2.1:1234"`) {
+					t.Errorf("audit event %s", logBuf.String())
+				}
+			})
+		}
+
+		t.Run("audit event of a wrong key carries its fingerprint", func(t *testing.T) {
+			logBuf.Reset()
+			h.ServeHTTP(httptest.NewRecorder(), apiKeyRequest("X-API-Key", wrongKey))
+			for _, want := range []string{`"method":"apikey"`, `"reason":"invalid"`, `"key_id":"` + APIKeyID(wrongKey) + `"`} {
+				if !strings.Contains(logBuf.String(), want) {
+					t.Errorf("audit event %s lacks %s", logBuf.String(), want)
+				}
+			}
 		})
-		w := httptest.NewRecorder()
-		Require(&RequireOptions{Logger: logger}, deny)(next).ServeHTTP(w, apiKeyRequest("", ""))
-		want := `Bearer error="insufficient_scope", error_description="The caller is not allowed to do this.", scope="tools:write tools:read"`
-		if w.Code != http.StatusForbidden || w.Header().Get("WWW-Authenticate") != want {
-			t.Fatalf("status %d, challenge %q", w.Code, w.Header().Get("WWW-Authenticate"))
-		}
+		t.Run("no authenticators refuses everything", func(t *testing.T) {
+			w := httptest.NewRecorder()
+			Require(nil)(next).ServeHTTP(w, apiKeyRequest("X-API-Key", key))
+			if w.Code != http.StatusServiceUnavailable {
+				t.Fatalf("status = %d, want 503", w.Code)
+			}
+		})
+		t.Run("authenticator error text never reaches the client", func(t *testing.T) {
+			leaky := AuthenticatorFunc(func(*http.Request) (*Principal, error) {
+				return nil, errors.New("db password=hunter2 rejected")
+			})
+			w := httptest.NewRecorder()
+			Require(&RequireOptions{Logger: logger}, leaky)(next).ServeHTTP(w, apiKeyRequest("X-API-Key", key))
+			if w.Code != http.StatusUnauthorized || strings.Contains(w.Body.String(), "hunter2") || strings.Contains(logBuf.String(), "hunter2") {
+				t.Fatalf("status %d body %s", w.Code, w.Body)
+			}
+		})
+		t.Run("rate limited", func(t *testing.T) {
+			for _, tt := range []struct {
+				err   error
+				retry string
+			}{
+				{&RateLimitError{RetryAfter: 1500 * time.Millisecond}, "2"},
+				{&RateLimitError{}, "1"},
+				{fmt.Errorf("lockout: %w", &RateLimitError{RetryAfter: time.Minute}), "60"},
+				{ErrRateLimited, ""},
+			} {
+				limited := AuthenticatorFunc(func(*http.Request) (*Principal, error) { return nil, tt.err })
+				w := httptest.NewRecorder()
+				Require(&RequireOptions{Logger: logger}, limited)(next).ServeHTTP(w, apiKeyRequest("", ""))
+				if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != tt.retry || w.Header().Get("WWW-Authenticate") != "" {
+					t.Errorf("%v: status %d, Retry-After %q, challenge %q", tt.err, w.Code, w.Header().Get("Retry-After"), w.Header().Get("WWW-Authenticate"))
+				}
+				if !strings.Contains(w.Body.String(), `"error":"temporarily_unavailable"`) {
+					t.Errorf("%v: body %s", tt.err, w.Body)
+				}
+			}
+		})
+		t.Run("forbidden and insufficient scope", func(t *testing.T) {
+			deny := AuthenticatorFunc(func(*http.Request) (*Principal, error) {
+				return nil, &ScopeError{Required: []string{"tools:write", "tools:read"}}
+			})
+			w := httptest.NewRecorder()
+			Require(&RequireOptions{Logger: logger}, deny)(next).ServeHTTP(w, apiKeyRequest("", ""))
+			want := `Bearer error="insufficient_scope", error_description="The caller is not allowed to do this.", scope="tools:write tools:read"`
+			if w.Code != http.StatusForbidden || w.Header().Get("WWW-Authenticate") != want {
+				t.Fatalf("status %d, challenge %q", w.Code, w.Header().Get("WWW-Authenticate"))
+			}
+		})
 	})
 }
 

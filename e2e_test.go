@@ -47,38 +47,40 @@ func callWhoami(t *testing.T, cs *mcp.ClientSession) (map[string]any, error) {
 }
 
 func TestAPIKeyEndToEnd(t *testing.T) {
-	for _, mode := range mcptest.Modes {
-		t.Run(mode.Name, func(t *testing.T) {
-			key, err := mcpauth.GenerateAPIKey()
-			if err != nil {
-				t.Fatal(err)
-			}
-			keys, err := mcpauth.NewAPIKeys(mcpauth.APIKey{Key: key, Subject: "alice", Roles: []string{"admin"}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := mcptest.Serve(t, mcpauth.Require(quiet, keys)(mode.Handler(newWhoamiServer())))
-			for _, hdr := range []struct{ name, value string }{{"X-API-Key", key}, {"Authorization", "Bearer " + key}, {"Authorization", "bearer   " + key}} {
-				cs, err := mcptest.Connect(t, mode, srv.URL, mcptest.NewHeaders(hdr.name, hdr.value))
-				if err != nil {
-					t.Fatalf("%s: connect: %v", hdr.name, err)
-				}
-				got, err := callWhoami(t, cs)
+	mcpauth.ForEachBridge(t, func(t *testing.T) {
+		for _, mode := range mcptest.Modes {
+			t.Run(mode.Name, func(t *testing.T) {
+				key, err := mcpauth.GenerateAPIKey()
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got["subject"] != "alice" || got["method"] != "apikey" || got["user_id"] != "apikey:alice" {
-					t.Errorf("%s: whoami = %v", hdr.name, got)
+				keys, err := mcpauth.NewAPIKeys(mcpauth.APIKey{Key: key, Subject: "alice", Roles: []string{"admin"}})
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-			if _, err := mcptest.Connect(t, mode, srv.URL, mcptest.NewHeaders("X-API-Key", key+"x")); err == nil {
-				t.Error("connected with a wrong key")
-			}
-			if _, err := mcptest.Connect(t, mode, srv.URL, nil); err == nil {
-				t.Error("connected with no key")
-			}
-		})
-	}
+				srv := mcptest.Serve(t, mcpauth.Require(quiet, keys)(mode.Handler(newWhoamiServer())))
+				for _, hdr := range []struct{ name, value string }{{"X-API-Key", key}, {"Authorization", "Bearer " + key}, {"Authorization", "bearer   " + key}} {
+					cs, err := mcptest.Connect(t, mode, srv.URL, mcptest.NewHeaders(hdr.name, hdr.value))
+					if err != nil {
+						t.Fatalf("%s: connect: %v", hdr.name, err)
+					}
+					got, err := callWhoami(t, cs)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got["subject"] != "alice" || got["method"] != "apikey" || got["user_id"] != "apikey:alice" {
+						t.Errorf("%s: whoami = %v", hdr.name, got)
+					}
+				}
+				if _, err := mcptest.Connect(t, mode, srv.URL, mcptest.NewHeaders("X-API-Key", key+"x")); err == nil {
+					t.Error("connected with a wrong key")
+				}
+				if _, err := mcptest.Connect(t, mode, srv.URL, nil); err == nil {
+					t.Error("connected with no key")
+				}
+			})
+		}
+	})
 }
 
 var quiet = &mcpauth.RequireOptions{Logger: slog.New(slog.DiscardHandler)}
@@ -88,49 +90,51 @@ var quiet = &mcpauth.RequireOptions{Logger: slog.New(slog.DiscardHandler)}
 // session is opened with an admin key and then used with a viewer key of the
 // same subject (a rotation, or a downgrade).
 func TestPrincipalIsTheCurrentRequests(t *testing.T) {
-	for _, mode := range mcptest.Modes {
-		t.Run(mode.Name, func(t *testing.T) {
-			admin, viewer, other := newKey(t), newKey(t), newKey(t)
-			keys, err := mcpauth.NewAPIKeys(
-				mcpauth.APIKey{Key: admin, Subject: "alice", Roles: []string{"admin"}},
-				mcpauth.APIKey{Key: viewer, Subject: "alice", Roles: []string{"viewer"}},
-				mcpauth.APIKey{Key: other, Subject: "mallory", Roles: []string{"admin"}},
-			)
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := mcptest.Serve(t, mcpauth.Require(quiet, keys)(mode.Handler(newWhoamiServer())))
-			headers := mcptest.NewHeaders("X-API-Key", admin)
-			cs, err := mcptest.Connect(t, mode, srv.URL, headers)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := callWhoami(t, cs)
-			if err != nil || !hasRole(got, "admin") {
-				t.Fatalf("first call: %v, %v", got, err)
-			}
-			headers.Set("Authorization", "Bearer "+viewer)
-			got, err = callWhoami(t, cs)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !hasRole(got, "viewer") || hasRole(got, "admin") || got["subject"] != "alice" {
-				t.Fatalf("after the switch to the viewer key the tool sees %v", got)
-			}
-			// Another subject cannot use alice's session: go-sdk refuses it
-			// because UserID differs. A stateless server has no session to
-			// hijack, and the call is simply mallory's own.
-			headers.Set("X-API-Key", other)
-			got, err = callWhoami(t, cs)
-			if !mode.Stateless {
-				if err == nil {
-					t.Fatalf("another subject used alice's session: %v", got)
+	mcpauth.ForEachBridge(t, func(t *testing.T) {
+		for _, mode := range mcptest.Modes {
+			t.Run(mode.Name, func(t *testing.T) {
+				admin, viewer, other := newKey(t), newKey(t), newKey(t)
+				keys, err := mcpauth.NewAPIKeys(
+					mcpauth.APIKey{Key: admin, Subject: "alice", Roles: []string{"admin"}},
+					mcpauth.APIKey{Key: viewer, Subject: "alice", Roles: []string{"viewer"}},
+					mcpauth.APIKey{Key: other, Subject: "mallory", Roles: []string{"admin"}},
+				)
+				if err != nil {
+					t.Fatal(err)
 				}
-			} else if err != nil || got["subject"] != "mallory" {
-				t.Fatalf("sessionless call with mallory's key: %v, %v", got, err)
-			}
-		})
-	}
+				srv := mcptest.Serve(t, mcpauth.Require(quiet, keys)(mode.Handler(newWhoamiServer())))
+				headers := mcptest.NewHeaders("X-API-Key", admin)
+				cs, err := mcptest.Connect(t, mode, srv.URL, headers)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := callWhoami(t, cs)
+				if err != nil || !hasRole(got, "admin") {
+					t.Fatalf("first call: %v, %v", got, err)
+				}
+				headers.Set("Authorization", "Bearer "+viewer)
+				got, err = callWhoami(t, cs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !hasRole(got, "viewer") || hasRole(got, "admin") || got["subject"] != "alice" {
+					t.Fatalf("after the switch to the viewer key the tool sees %v", got)
+				}
+				// Another subject cannot use alice's session: go-sdk refuses it
+				// because UserID differs. A stateless server has no session to
+				// hijack, and the call is simply mallory's own.
+				headers.Set("X-API-Key", other)
+				got, err = callWhoami(t, cs)
+				if !mode.Stateless {
+					if err == nil {
+						t.Fatalf("another subject used alice's session: %v", got)
+					}
+				} else if err != nil || got["subject"] != "mallory" {
+					t.Fatalf("sessionless call with mallory's key: %v, %v", got, err)
+				}
+			})
+		}
+	})
 }
 
 func newKey(t *testing.T) string {

@@ -1,7 +1,6 @@
 package mcpauth
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -10,9 +9,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/mcpauth/mcpauth/internal/header"
-	"github.com/modelcontextprotocol/go-sdk/auth"
 )
 
 // RequireOptions configures [Require]. The zero value is the strict setting.
@@ -62,14 +58,9 @@ func Require(opts *RequireOptions, authenticators ...Authenticator) func(http.Ha
 		}
 	}
 	return func(next http.Handler) http.Handler {
-		bridge := auth.RequireBearerToken(bridgeVerifier, &auth.RequireBearerTokenOptions{
-			// The authenticators have already checked expiry, some of them with
-			// leeway for clock skew; go-sdk must not judge it a second time.
-			AllowMissingExpiration: true,
-			ClockSkew:              time.Duration(1<<63 - 1),
-		})(restoreHeader(next))
+		toNext := bridge(next)
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			m.serve(w, r, bridge)
+			m.serve(w, r, toNext)
 		})
 	}
 }
@@ -79,42 +70,14 @@ type middleware struct {
 	authenticators []Authenticator
 }
 
-// originalHeaderKey holds the request's own header while go-sdk sees a copy
-// with a placeholder Authorization header.
-type originalHeaderKey struct{}
-
-// bridgePlaceholder is the Authorization header go-sdk's RequireBearerToken is
-// shown for requests that authenticated some other way. It is never a
-// credential: bridgeVerifier ignores the token and reads the principal that
-// the middleware put on the context.
-const bridgePlaceholder = "Bearer mcpauth-authenticated"
-
-func (m *middleware) serve(w http.ResponseWriter, r *http.Request, bridge http.Handler) {
+func (m *middleware) serve(w http.ResponseWriter, r *http.Request, toNext func(http.ResponseWriter, *http.Request, *Principal)) {
 	p, err := m.authenticate(r)
 	if err != nil {
 		m.fail(w, r, err)
 		return
 	}
 	m.auditSuccess(r, p)
-
-	ctx := context.WithValue(r.Context(), principalKey{}, p)
-	// go-sdk's RequireBearerToken is the only way to put TokenInfo where
-	// go-sdk reads it, and it reads only "Authorization: Bearer <token>". A
-	// request that authenticated another way (X-API-Key, mTLS, a bearer
-	// header with unusual spacing) is shown to it with a placeholder header,
-	// and the original header is put back before next sees the request.
-	if !header.Canonical(r.Header) {
-		ctx = context.WithValue(ctx, originalHeaderKey{}, r.Header)
-		r2 := r.WithContext(ctx)
-		r2.Header = make(http.Header, len(r.Header)+1)
-		for k, v := range r.Header {
-			r2.Header[k] = v
-		}
-		r2.Header["Authorization"] = []string{bridgePlaceholder}
-		bridge.ServeHTTP(w, r2)
-		return
-	}
-	bridge.ServeHTTP(w, r.WithContext(ctx))
+	toNext(w, r, p)
 }
 
 // authenticate runs the authenticators until one finds its credentials.
@@ -143,25 +106,6 @@ func (m *middleware) authenticate(r *http.Request) (*Principal, error) {
 		return nil, ErrInvalidCredentials
 	}
 	return nil, ErrNoCredentials
-}
-
-func bridgeVerifier(ctx context.Context, _ string, _ *http.Request) (*auth.TokenInfo, error) {
-	p, _ := ctx.Value(principalKey{}).(*Principal)
-	if p == nil {
-		return nil, auth.ErrInvalidToken
-	}
-	return p.tokenInfo(), nil
-}
-
-func restoreHeader(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h, ok := r.Context().Value(originalHeaderKey{}).(http.Header); ok {
-			// r is the copy RequireBearerToken made for us; nothing else
-			// holds it.
-			r.Header = h
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 // fail writes the response for a refused request and its audit event.
