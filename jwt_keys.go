@@ -446,8 +446,9 @@ func (s *jwksSource) verify(method jwt.SigningMethod, hdr jwtHeader, signed stri
 	if hdr.kid == "" {
 		// Without a kid, try the set's keys of the right type.
 		for attempt := 0; ; attempt++ {
+			idx := s.index.Load()
 			tried := false
-			for _, k := range s.index.Load().all {
+			for _, k := range idx.all {
 				if (k.alg == "" || k.alg == alg) && keyFits(alg, k.key) {
 					tried = true
 					if method.Verify(signed, sig, k.key) == nil {
@@ -455,14 +456,19 @@ func (s *jwksSource) verify(method jwt.SigningMethod, hdr jwtHeader, signed stri
 					}
 				}
 			}
+			// No key verified it. The issuer may have rotated in a new key
+			// since the last fetch, as with an unknown kid: fetch the set
+			// again, as often as refetchAllowed says (keyfunc refetches on a
+			// kid that no key has), and try again if the set changed.
+			if attempt == 0 && s.refetchAllowed() {
+				_, _ = s.keyfunc.Keyfunc(&jwt.Token{Header: map[string]any{"kid": "", "alg": alg}})
+				if s.index.Load() != idx {
+					continue
+				}
+			}
 			switch {
 			case tried:
 				return "", ErrTokenSignature
-			case attempt == 0 && s.failed.Load() && s.refetchAllowed():
-				// No set yet: fetch it, through keyfunc's refetch on a kid
-				// that no key has.
-				_, _ = s.keyfunc.Keyfunc(&jwt.Token{Header: map[string]any{"kid": "", "alg": alg}})
-				continue
 			case s.failed.Load():
 				return "JWKS unavailable", errTokenUnavailable
 			}

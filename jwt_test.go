@@ -711,6 +711,59 @@ func TestJWKS(t *testing.T) {
 	}
 }
 
+// TestJWKSRotationWithoutKid: a token without a kid, signed with a key the
+// issuer rotated in since the last fetch, causes one refetch, as an unknown
+// kid does, whether the new key is of the old key's type or not; tokens
+// without a kid that no key verifies cannot make the verifier hammer the
+// issuer.
+func TestJWKSRotationWithoutKid(t *testing.T) {
+	k := testKeys()
+	now := time.Now()
+	ctx := context.Background()
+	claims := mustJSON(t, goodClaims(issJWKS, now, nil))
+	newEC := func() *ecdsa.PrivateKey {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return key
+	}
+	for _, tc := range []struct {
+		name    string
+		alg     string
+		rotated crypto.Signer
+	}{
+		{"same key type", "ES256", newEC()},
+		{"another key type", "EdDSA", k.ed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newJWKSServer(t, map[string]any{"ec-1": &k.ec.PublicKey})
+			v := testVerifier(t, now, srv.URL, func(o *JWTVerifierOptions) { o.JWKSRefetchInterval = time.Hour })
+			if _, err := v.Verify(ctx, signToken(t, `{"alg":"ES256"}`, claims, "ES256", k.ec)); err != nil {
+				t.Fatal(err)
+			}
+			srv.set(t, map[string]any{"new": tc.rotated.Public()})
+			if _, err := v.Verify(ctx, signToken(t, `{"alg":"`+tc.alg+`"}`, claims, tc.alg, tc.rotated)); err != nil {
+				t.Fatalf("token of the rotated key: %v", err)
+			}
+			if n := srv.fetches.Load(); n != 2 {
+				t.Fatalf("fetches after rotation = %d, want 2", n)
+			}
+			// Forged tokens without a kid: refused, and no more fetches
+			// within the refetch interval.
+			for range 50 {
+				_, err := v.Verify(ctx, signToken(t, `{"alg":"ES256"}`, claims, "ES256", newEC()))
+				if !errors.Is(err, ErrTokenSignature) && !errors.Is(err, ErrTokenUnknownKey) {
+					t.Fatalf("forged token: %v", err)
+				}
+			}
+			if n := srv.fetches.Load(); n != 2 {
+				t.Errorf("fetches after 50 forged tokens = %d, want 2", n)
+			}
+		})
+	}
+}
+
 func TestJWKSDown(t *testing.T) {
 	k := testKeys()
 	now := time.Now()
