@@ -37,6 +37,7 @@ var (
 	ErrTokenUnknownKey   error = &errorClass{msg: "mcpauth: token signed with an unknown key", reason: "unknown_key", desc: "The access token was signed with an unknown key.", parent: ErrInvalidCredentials}
 	ErrTokenIssuer       error = &errorClass{msg: "mcpauth: token issuer not trusted", reason: "wrong_issuer", desc: "The access token issuer is not trusted.", parent: ErrInvalidCredentials}
 	ErrTokenAudience     error = &errorClass{msg: "mcpauth: token audience mismatch", reason: "wrong_audience", desc: "The access token is not meant for this resource.", parent: ErrInvalidCredentials}
+	ErrTokenType         error = &errorClass{msg: "mcpauth: not an access token", reason: "wrong_token_type", desc: "The token is not an access token.", parent: ErrInvalidCredentials}
 	ErrTokenMalformed    error = &errorClass{msg: "mcpauth: malformed token", reason: "malformed_token", desc: "The access token is malformed.", parent: ErrMalformed}
 	ErrTokenTooLarge     error = &errorClass{msg: "mcpauth: token too large", reason: "token_too_large", desc: "The access token is too large.", parent: ErrMalformed}
 	errTokenUnavailable  error = &errorClass{msg: "mcpauth: token keys unavailable", reason: "jwks_unavailable", desc: "Authentication is temporarily unavailable.", parent: ErrUnavailable}
@@ -168,6 +169,16 @@ type TrustedIssuer struct {
 	// trusted network. False (the default) requires https there: anyone who
 	// can change the key set in transit can sign tokens this server accepts.
 	AllowHTTPJWKS bool
+
+	// RequireAccessTokenType accepts only tokens whose typ header is
+	// "at+jwt" (RFC 9068 §4), so that no other JWT of the issuer's, such as
+	// an OpenID Connect ID token whose aud happens to match, passes as an
+	// access token here. False (the default) also accepts tokens typed "JWT"
+	// or untyped, as most identity providers issue them; tokens typed as
+	// anything else (a DPoP proof, a logout token) are refused either way.
+	// Set it for issuers that type their access tokens, such as
+	// [JWTIssuer].
+	RequireAccessTokenType bool
 
 	// Algorithms restricts the accepted algorithms further. Nil (the
 	// default) means every algorithm the keys can verify.
@@ -479,7 +490,17 @@ func (vt *verifiedToken) revocationID(token string) string {
 // case, which would let "ALG" stand in for "alg").
 type jwtHeader struct {
 	alg, kid string
+	typ      tokenType
 }
+
+// tokenType is what a token's typ header says it is.
+type tokenType uint8
+
+const (
+	typUntyped     tokenType = iota // no typ, or "JWT": any kind of JWT
+	typAccessToken                  // "at+jwt": an RFC 9068 access token
+	typOther                        // another kind of JWT: a DPoP proof, a logout token, …
+)
 
 // verify checks token's signature and claims. checkTime is false only to
 // revoke a token, whose expiry does not matter then.
@@ -513,6 +534,9 @@ func (v *JWTVerifier) verify(token string, now time.Time, checkTime bool) (*veri
 	if hdr.alg == "none" || hdr.alg == "" {
 		return fail(ErrTokenAlgorithm, "alg none")
 	}
+	if hdr.typ == typOther {
+		return fail(ErrTokenType, "unexpected typ")
+	}
 
 	// The claims, read before the signature is checked because they name
 	// the issuer, and so the keys. They are attacker-controlled until then:
@@ -540,6 +564,10 @@ func (v *JWTVerifier) verify(token string, now time.Time, checkTime bool) (*veri
 	keyID = auditKeyID(keyID)
 	fail = func(class error, detail string) (*verifiedToken, error) {
 		return nil, failure(iss.method, class, keyID, detail)
+	}
+
+	if iss.requireAccessTokenType && hdr.typ != typAccessToken {
+		return fail(ErrTokenType, "typ not at+jwt")
 	}
 
 	// The signature.
@@ -684,12 +712,14 @@ func parseHeader(raw []byte) (jwtHeader, error) {
 			return h, errors.New("bad typ")
 		}
 		// A JWT meant for something else (a DPoP proof, a logout token) must
-		// not be usable as an access token. Access tokens are typed "JWT" or,
-		// by RFC 9068, "at+jwt".
+		// not be usable as an access token (RFC 8725 §3.11). Access tokens
+		// are typed "JWT" or, by RFC 9068, "at+jwt".
 		switch strings.ToLower(s) {
-		case "jwt", "at+jwt", "application/at+jwt", "application/jwt":
+		case "jwt", "application/jwt":
+		case "at+jwt", "application/at+jwt":
+			h.typ = typAccessToken
 		default:
-			return h, errors.New("unexpected typ")
+			h.typ = typOther
 		}
 	}
 	return h, nil

@@ -39,11 +39,13 @@ type trustedIssuer struct {
 	method       Method
 	audiences    []string
 	skipAudience bool
-	roleClaims   []string
-	scopeClaims  []string
-	algs         map[string]jwt.SigningMethod // the allow-list
-	keys         []any                        // local keys
-	jwks         *jwksSource                  // or a JWKS URL
+	// requireAccessTokenType refuses tokens not typed "at+jwt".
+	requireAccessTokenType bool
+	roleClaims             []string
+	scopeClaims            []string
+	algs                   map[string]jwt.SigningMethod // the allow-list
+	keys                   []any                        // local keys
+	jwks                   *jwksSource                  // or a JWKS URL
 }
 
 var (
@@ -59,13 +61,14 @@ func newTrustedIssuer(ctx context.Context, ti *TrustedIssuer, opts *JWTVerifierO
 		return nil, errors.New("empty Issuer")
 	}
 	iss := &trustedIssuer{
-		issuer:       ti.Issuer,
-		method:       ti.Method,
-		audiences:    slices.Clone(ti.Audiences),
-		skipAudience: ti.SkipAudienceCheck,
-		roleClaims:   ti.RoleClaims,
-		scopeClaims:  ti.ScopeClaims,
-		algs:         map[string]jwt.SigningMethod{},
+		issuer:                 ti.Issuer,
+		method:                 ti.Method,
+		audiences:              slices.Clone(ti.Audiences),
+		skipAudience:           ti.SkipAudienceCheck,
+		requireAccessTokenType: ti.RequireAccessTokenType,
+		roleClaims:             ti.RoleClaims,
+		scopeClaims:            ti.ScopeClaims,
+		algs:                   map[string]jwt.SigningMethod{},
 	}
 	switch iss.method {
 	case "":

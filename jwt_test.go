@@ -248,7 +248,7 @@ func TestJWTBadInput(t *testing.T) {
 		{"x5u elsewhere", signToken(t, `{"alg":"RS256","x5u":"`+attacker.URL+`"}`, mustJSON(t, claims(nil)), "RS256", k.rsaAttacker), ErrTokenSignature},
 		{"embedded jwk", signToken(t, `{"alg":"RS256","jwk":{"kty":"RSA","n":"`+enc(k.rsaAttacker.N.Bytes())+`","e":"AQAB"}}`, mustJSON(t, claims(nil)), "RS256", k.rsaAttacker), ErrTokenSignature},
 		{"unknown crit", signToken(t, `{"alg":"RS256","crit":["exp"],"exp":1}`, mustJSON(t, claims(nil)), "RS256", k.rsa), ErrTokenMalformed},
-		{"typ of a DPoP proof", signToken(t, `{"alg":"RS256","typ":"dpop+jwt"}`, mustJSON(t, claims(nil)), "RS256", k.rsa), ErrTokenMalformed},
+		{"typ of a DPoP proof", signToken(t, `{"alg":"RS256","typ":"dpop+jwt"}`, mustJSON(t, claims(nil)), "RS256", k.rsa), ErrTokenType},
 		{"expired", rs(claims(map[string]any{"exp": now.Add(-time.Second).Unix()})), ErrTokenExpired},
 		{"expires now", rs(claims(map[string]any{"exp": now.Unix()})), ErrTokenExpired},
 		{"no exp", rs(claims(map[string]any{"exp": nil})), ErrTokenMalformed},
@@ -708,6 +708,59 @@ func TestJWKS(t *testing.T) {
 	srv.setDown(true)
 	if _, err := v.Verify(ctx, signToken(t, `{"alg":"EdDSA","kid":"ed-2"}`, mustJSON(t, goodClaims(issJWKS, now, map[string]any{"jti": "x"})), "EdDSA", k.ed)); err != nil {
 		t.Fatalf("cached key while the JWKS is down: %v", err)
+	}
+}
+
+// TestJWTAccessTokenType: an issuer with RequireAccessTokenType accepts
+// only tokens typed "at+jwt" (RFC 9068 §4), so that its OpenID Connect ID
+// tokens, whose aud may well match, are refused; without it, untyped and
+// "JWT" tokens pass too. A token typed as some other kind of JWT is refused
+// either way.
+func TestJWTAccessTokenType(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	// An ID token as an OpenID provider issues it: typ JWT, a nonce, and
+	// here an aud that matches this server.
+	idToken := mustJSON(t, goodClaims(issRSA, now, map[string]any{"nonce": "n-1", "scope": nil, "roles": nil}))
+	claims := mustJSON(t, goodClaims(issRSA, now, nil))
+	for _, tc := range []struct {
+		name    string
+		header  string
+		claims  string
+		lenient error // without RequireAccessTokenType
+		strict  error // with it
+	}{
+		{"at+jwt", `{"alg":"RS256","typ":"at+jwt"}`, claims, nil, nil},
+		{"application/at+jwt", `{"alg":"RS256","typ":"application/AT+JWT"}`, claims, nil, nil},
+		{"JWT", `{"alg":"RS256","typ":"JWT"}`, claims, nil, ErrTokenType},
+		{"untyped", `{"alg":"RS256"}`, claims, nil, ErrTokenType},
+		{"ID token", `{"alg":"RS256","typ":"JWT"}`, idToken, nil, ErrTokenType},
+		{"logout token", `{"alg":"RS256","typ":"logout+jwt"}`, claims, ErrTokenType, ErrTokenType},
+		{"DPoP proof", `{"alg":"RS256","typ":"dpop+jwt"}`, claims, ErrTokenType, ErrTokenType},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			token := signToken(t, tc.header, tc.claims, "RS256", k.rsa)
+			for _, strict := range []bool{false, true} {
+				v := testVerifier(t, now, "", func(o *JWTVerifierOptions) {
+					o.Issuers = o.Issuers[:1]
+					o.Issuers[0].RequireAccessTokenType = strict
+				})
+				want := tc.lenient
+				if strict {
+					want = tc.strict
+				}
+				_, err := v.Verify(context.Background(), token)
+				if want == nil && err != nil || want != nil && !errors.Is(err, want) {
+					t.Errorf("RequireAccessTokenType %v: %v, want %v", strict, err, want)
+				}
+				if want != nil {
+					w := serveBearer(Require(&RequireOptions{Logger: slog.New(slog.DiscardHandler)}, v)(http.NotFoundHandler()), token)
+					if w.Code != http.StatusUnauthorized || !strings.Contains(w.Header().Get("WWW-Authenticate"), `error_description="The token is not an access token."`) {
+						t.Errorf("RequireAccessTokenType %v: %d %q", strict, w.Code, w.Header().Get("WWW-Authenticate"))
+					}
+				}
+			}
+		})
 	}
 }
 
