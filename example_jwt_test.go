@@ -39,6 +39,9 @@ func ExampleJWTIssuer() {
 			Issuer:    "mcp-auth-server",
 			Audiences: []string{"https://mcp.example.com/mcp"},
 			Secret:    secret,
+			// JWTIssuer types its tokens at+jwt (RFC 9068), so no other
+			// kind of JWT signed with this secret passes as an access token.
+			RequireAccessTokenType: true,
 		}},
 	})
 	if err != nil {
