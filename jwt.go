@@ -37,6 +37,7 @@ var (
 	ErrTokenUnknownKey   error = &errorClass{msg: "mcpauth: token signed with an unknown key", reason: "unknown_key", desc: "The access token was signed with an unknown key.", parent: ErrInvalidCredentials}
 	ErrTokenIssuer       error = &errorClass{msg: "mcpauth: token issuer not trusted", reason: "wrong_issuer", desc: "The access token issuer is not trusted.", parent: ErrInvalidCredentials}
 	ErrTokenAudience     error = &errorClass{msg: "mcpauth: token audience mismatch", reason: "wrong_audience", desc: "The access token is not meant for this resource.", parent: ErrInvalidCredentials}
+	ErrTokenBound        error = &errorClass{msg: "mcpauth: sender-constrained token used as a bearer token", reason: "bound_token", desc: "The access token is bound to a key this request does not prove.", parent: ErrInvalidCredentials}
 	ErrTokenType         error = &errorClass{msg: "mcpauth: not an access token", reason: "wrong_token_type", desc: "The token is not an access token.", parent: ErrInvalidCredentials}
 	ErrTokenMalformed    error = &errorClass{msg: "mcpauth: malformed token", reason: "malformed_token", desc: "The access token is malformed.", parent: ErrMalformed}
 	ErrTokenTooLarge     error = &errorClass{msg: "mcpauth: token too large", reason: "token_too_large", desc: "The access token is too large.", parent: ErrMalformed}
@@ -179,6 +180,13 @@ type TrustedIssuer struct {
 	// Set it for issuers that type their access tokens, such as
 	// [JWTIssuer].
 	RequireAccessTokenType bool
+
+	// AcceptBoundTokens accepts tokens that carry a cnf claim as plain
+	// bearer tokens, without proof of the key they are bound to. False (the
+	// default) refuses them: a token the issuer bound to a client
+	// certificate (RFC 8705) or a DPoP key (RFC 9449) is meant to be useless
+	// to whoever merely holds it.
+	AcceptBoundTokens bool
 
 	// Algorithms restricts the accepted algorithms further. Nil (the
 	// default) means every algorithm the keys can verify.
@@ -620,6 +628,12 @@ func (v *JWTVerifier) verify(token string, now time.Time, checkTime bool) (*veri
 		if !iss.matchesAudience(aud) {
 			return fail(ErrTokenAudience, "aud mismatch")
 		}
+	}
+	if _, bound := claims["cnf"]; bound && !iss.acceptBound {
+		// A sender-constrained token (RFC 8705 mTLS, RFC 9449 DPoP) is
+		// good only with proof of its key, which a bearer request lacks;
+		// accepting it would undo the binding the issuer put on it.
+		return fail(ErrTokenBound, "cnf claim")
 	}
 	sub, _ := claims["sub"].(string)
 	if sub == "" {

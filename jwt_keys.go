@@ -41,6 +41,7 @@ type trustedIssuer struct {
 	skipAudience bool
 	// requireAccessTokenType refuses tokens not typed "at+jwt".
 	requireAccessTokenType bool
+	acceptBound            bool // accept cnf-bound tokens as bearer tokens
 	roleClaims             []string
 	scopeClaims            []string
 	algs                   map[string]jwt.SigningMethod // the allow-list
@@ -66,6 +67,7 @@ func newTrustedIssuer(ctx context.Context, ti *TrustedIssuer, opts *JWTVerifierO
 		audiences:              slices.Clone(ti.Audiences),
 		skipAudience:           ti.SkipAudienceCheck,
 		requireAccessTokenType: ti.RequireAccessTokenType,
+		acceptBound:            ti.AcceptBoundTokens,
 		roleClaims:             ti.RoleClaims,
 		scopeClaims:            ti.ScopeClaims,
 		algs:                   map[string]jwt.SigningMethod{},

@@ -263,6 +263,8 @@ func TestJWTBadInput(t *testing.T) {
 		{"no aud", rs(claims(map[string]any{"aud": nil})), ErrTokenAudience},
 		{"aud a number", rs(claims(map[string]any{"aud": 7})), ErrTokenMalformed},
 		{"no sub", rs(claims(map[string]any{"sub": nil})), ErrTokenMalformed},
+		{"bound to a client certificate", rs(claims(map[string]any{"cnf": map[string]any{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}})), ErrTokenBound},
+		{"bound to a DPoP key", rs(claims(map[string]any{"cnf": map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}})), ErrTokenBound},
 		{"1 MiB token", valid[:strings.IndexByte(valid, '.')+1] + strings.Repeat("A", 1<<20) + valid[strings.LastIndexByte(valid, '.'):], ErrTokenTooLarge},
 		{"9 KiB token", valid[:strings.IndexByte(valid, '.')+1] + strings.Repeat("A", 9<<10) + valid[strings.LastIndexByte(valid, '.'):], ErrTokenTooLarge},
 		{"truncated signature", valid[:len(valid)-10], ErrTokenSignature},
@@ -761,6 +763,22 @@ func TestJWTAccessTokenType(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestJWTAcceptBoundTokens: with AcceptBoundTokens, an issuer's
+// sender-constrained tokens pass as bearer tokens (TestJWTBadInput shows
+// that they are refused by default).
+func TestJWTAcceptBoundTokens(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	token := signToken(t, `{"alg":"RS256"}`, mustJSON(t, goodClaims(issRSA, now, map[string]any{"cnf": map[string]any{"jkt": "x"}})), "RS256", k.rsa)
+	v := testVerifier(t, now, "", func(o *JWTVerifierOptions) {
+		o.Issuers = o.Issuers[:1]
+		o.Issuers[0].AcceptBoundTokens = true
+	})
+	if _, err := v.Verify(context.Background(), token); err != nil {
+		t.Fatalf("bound token with AcceptBoundTokens: %v", err)
 	}
 }
 
