@@ -784,9 +784,9 @@ func TestJWTAcceptBoundTokens(t *testing.T) {
 
 // TestJWKSRotationWithoutKid: a token without a kid, signed with a key the
 // issuer rotated in since the last fetch, causes one refetch, as an unknown
-// kid does, whether the new key is of the old key's type or not; tokens
-// without a kid that no key verifies cannot make the verifier hammer the
-// issuer.
+// kid does, whether the new key is of the old key's type or not, and whether
+// the set's keys have kids or, like the token, none; tokens without a kid
+// that no key verifies cannot make the verifier hammer the issuer.
 func TestJWKSRotationWithoutKid(t *testing.T) {
 	k := testKeys()
 	now := time.Now()
@@ -800,20 +800,23 @@ func TestJWKSRotationWithoutKid(t *testing.T) {
 		return key
 	}
 	for _, tc := range []struct {
-		name    string
-		alg     string
-		rotated crypto.Signer
+		name     string
+		alg      string
+		rotated  crypto.Signer
+		old, new string // the kids of the set's keys, before and after
 	}{
-		{"same key type", "ES256", newEC()},
-		{"another key type", "EdDSA", k.ed},
+		{"same key type", "ES256", newEC(), "ec-1", "new"},
+		{"another key type", "EdDSA", k.ed, "ec-1", "new"},
+		{"same key type, keys without kid", "ES256", newEC(), "", ""},
+		{"another key type, keys without kid", "EdDSA", k.ed, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := newJWKSServer(t, map[string]any{"ec-1": &k.ec.PublicKey})
+			srv := newJWKSServer(t, map[string]any{tc.old: &k.ec.PublicKey})
 			v := testVerifier(t, now, srv.URL, func(o *JWTVerifierOptions) { o.JWKSRefetchInterval = time.Hour })
 			if _, err := v.Verify(ctx, signToken(t, `{"alg":"ES256"}`, claims, "ES256", k.ec)); err != nil {
 				t.Fatal(err)
 			}
-			srv.set(t, map[string]any{"new": tc.rotated.Public()})
+			srv.set(t, map[string]any{tc.new: tc.rotated.Public()})
 			if _, err := v.Verify(ctx, signToken(t, `{"alg":"`+tc.alg+`"}`, claims, tc.alg, tc.rotated)); err != nil {
 				t.Fatalf("token of the rotated key: %v", err)
 			}
