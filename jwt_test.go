@@ -265,6 +265,8 @@ func TestJWTBadInput(t *testing.T) {
 		{"no sub", rs(claims(map[string]any{"sub": nil})), ErrTokenMalformed},
 		{"bound to a client certificate", rs(claims(map[string]any{"cnf": map[string]any{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}})), ErrTokenBound},
 		{"bound to a DPoP key", rs(claims(map[string]any{"cnf": map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}})), ErrTokenBound},
+		{"cnf null", rs(claims(map[string]any{"cnf": json.RawMessage("null")})), ErrTokenBound},
+		{"cnf empty", rs(claims(map[string]any{"cnf": map[string]any{}})), ErrTokenBound},
 		{"1 MiB token", valid[:strings.IndexByte(valid, '.')+1] + strings.Repeat("A", 1<<20) + valid[strings.LastIndexByte(valid, '.'):], ErrTokenTooLarge},
 		{"9 KiB token", valid[:strings.IndexByte(valid, '.')+1] + strings.Repeat("A", 9<<10) + valid[strings.LastIndexByte(valid, '.'):], ErrTokenTooLarge},
 		{"truncated signature", valid[:len(valid)-10], ErrTokenSignature},
@@ -734,6 +736,8 @@ func TestJWTAccessTokenType(t *testing.T) {
 	}{
 		{"at+jwt", `{"alg":"RS256","typ":"at+jwt"}`, claims, nil, nil},
 		{"application/at+jwt", `{"alg":"RS256","typ":"application/AT+JWT"}`, claims, nil, nil},
+		{"AT+JWT", `{"alg":"RS256","typ":"AT+JWT"}`, claims, nil, nil},
+		{"at+jwt with a space", `{"alg":"RS256","typ":" at+jwt"}`, claims, ErrTokenType, ErrTokenType},
 		{"JWT", `{"alg":"RS256","typ":"JWT"}`, claims, nil, ErrTokenType},
 		{"untyped", `{"alg":"RS256"}`, claims, nil, ErrTokenType},
 		{"ID token", `{"alg":"RS256","typ":"JWT"}`, idToken, nil, ErrTokenType},
