@@ -30,7 +30,7 @@ import (
 
 // sdkTokenInfoKey is the key go-sdk's TokenInfoFromContext asks the context
 // for, or nil when the direct bridge does not work with this go-sdk.
-var sdkTokenInfoKey = probeTokenInfoKey()
+var sdkTokenInfoKey = probeTokenInfoKey(auth.TokenInfoFromContext)
 
 // directBridge selects the direct bridge; tests turn it off to run the
 // fallback.
@@ -49,16 +49,28 @@ func (c *keyRecorder) Value(key any) any {
 	return nil
 }
 
-func probeTokenInfoKey() any {
+// probeTokenInfoKey returns the key fromContext, which is go-sdk's
+// TokenInfoFromContext, reads TokenInfo under, or nil if the direct bridge
+// cannot answer for it.
+func probeTokenInfoKey(fromContext func(context.Context) *auth.TokenInfo) (key any) {
+	// It runs while the package initializes: a go-sdk that reads something
+	// else under the key (and panics on what the principal context answers)
+	// must leave Require the fallback, not crash every program that
+	// imports the package.
+	defer func() {
+		if recover() != nil {
+			key = nil
+		}
+	}()
 	rec := &keyRecorder{Context: context.Background()}
-	if auth.TokenInfoFromContext(rec) != nil || rec.key == nil {
+	if fromContext(rec) != nil || rec.key == nil {
 		return nil
 	}
 	// Check the round trip before trusting it: go-sdk must read back
 	// exactly the TokenInfo the principal context answers with.
 	info := &auth.TokenInfo{UserID: "mcpauth-probe"}
 	ctx := &principalContext{Context: context.Background(), info: info, sdkKey: rec.key}
-	if auth.TokenInfoFromContext(ctx) != info {
+	if fromContext(ctx) != info {
 		return nil
 	}
 	return rec.key

@@ -26,15 +26,16 @@ func TestDirectBridgeWorks(t *testing.T) {
 
 // TestPrincipalContext checks that the context carrying the principal is an
 // ordinary context for everything else: its parent's values, cancellation
-// and deadline pass through, a value set on top of it wins, and a
+// and deadline pass through (to children, to context.AfterFunc, but not
+// through context.WithoutCancel), a value set on top of it wins, and a
 // RequireBearerToken inside it overrides its TokenInfo as go-sdk would.
 func TestPrincipalContext(t *testing.T) {
 	ForEachBridge(t, func(t *testing.T) {
 		type ownKey struct{}
 		p := (&Principal{Subject: "alice", Method: MethodAPIKey}).seal()
 		inner := &auth.TokenInfo{UserID: "inner"}
-		parent, cancel := context.WithDeadline(context.WithValue(context.Background(), ownKey{}, "parent"), time.Now().Add(time.Hour))
-		defer cancel()
+		parent, cancelParent := context.WithDeadline(context.WithValue(context.Background(), ownKey{}, "parent"), time.Now().Add(time.Hour))
+		defer cancelParent()
 		var checked bool
 		h := Require(nil, AuthenticatorFunc(func(*http.Request) (*Principal, error) { return p, nil }))(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			ctx := r.Context()
@@ -47,7 +48,7 @@ func TestPrincipalContext(t *testing.T) {
 			if ctx.Value(ownKey{}) != "parent" {
 				t.Error("a value of the parent context is lost")
 			}
-			if ctx.Value(struct{}{}) != nil {
+			if ctx.Value(struct{}{}) != nil || ctx.Value([]byte("uncomparable")) != nil {
 				t.Error("an unknown key has a value")
 			}
 			if _, ok := ctx.Deadline(); !ok {
@@ -63,11 +64,28 @@ func TestPrincipalContext(t *testing.T) {
 					t.Error("an inner RequireBearerToken did not override the TokenInfo")
 				}
 			})).ServeHTTP(w, r.WithContext(child))
-			cancel()
+			afterFunc := make(chan struct{})
+			context.AfterFunc(ctx, func() { close(afterFunc) })
+			detached := context.WithoutCancel(ctx)
+			if ctx.Err() != nil || child.Err() != nil {
+				t.Fatal("the principal's context is done before the request's")
+			}
+			cancelParent()
 			select {
 			case <-child.Done():
 			default:
 				t.Error("cancelling the request's context did not reach a child of the principal's context")
+			}
+			if ctx.Err() != context.Canceled || child.Err() != context.Canceled {
+				t.Errorf("Err = %v, child's %v, want context.Canceled", ctx.Err(), child.Err())
+			}
+			select {
+			case <-afterFunc:
+			case <-time.After(5 * time.Second):
+				t.Error("context.AfterFunc on the principal's context did not run")
+			}
+			if detached.Err() != nil || PrincipalFromHTTPRequest(r.WithContext(detached)) != p || auth.TokenInfoFromContext(detached) == nil {
+				t.Error("context.WithoutCancel of the principal's context is cancelled or lost its values")
 			}
 			checked = true
 		}))
@@ -78,4 +96,52 @@ func TestPrincipalContext(t *testing.T) {
 			t.Fatal("the handler did not run")
 		}
 	})
+}
+
+// TestProbeTokenInfoKey checks the probe against go-sdk's TokenInfoFromContext
+// and against ways a go-sdk release could read TokenInfo that the direct
+// bridge cannot answer for: each must make the probe report that the direct
+// bridge does not work, so that Require falls back to RequireBearerToken,
+// rather than panic while the package initializes.
+func TestProbeTokenInfoKey(t *testing.T) {
+	type newKey struct{}
+	type holder struct{ info *auth.TokenInfo }
+	for _, tt := range []struct {
+		name        string
+		fromContext func(context.Context) *auth.TokenInfo
+		works       bool
+	}{
+		{"go-sdk", auth.TokenInfoFromContext, true},
+		{"reads no key", func(context.Context) *auth.TokenInfo { return nil }, false},
+		{"always has TokenInfo", func(context.Context) *auth.TokenInfo { return &auth.TokenInfo{} }, false},
+		{"returns a copy", func(ctx context.Context) *auth.TokenInfo {
+			ti, _ := ctx.Value(newKey{}).(*auth.TokenInfo)
+			if ti == nil {
+				return nil
+			}
+			c := *ti
+			return &c
+		}, false},
+		{"stores another type", func(ctx context.Context) *auth.TokenInfo {
+			v := ctx.Value(newKey{})
+			if v == nil {
+				return nil
+			}
+			return v.(*holder).info
+		}, false},
+		{"uncomparable key", func(ctx context.Context) *auth.TokenInfo {
+			ti, _ := ctx.Value([]string{"token-info"}).(*auth.TokenInfo)
+			return ti
+		}, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			key := probeTokenInfoKey(tt.fromContext)
+			if got := key != nil; got != tt.works {
+				t.Fatalf("probe found a key: %v, want %v", got, tt.works)
+			}
+			if tt.works && key != sdkTokenInfoKey {
+				t.Errorf("probe found %#v, not %#v", key, sdkTokenInfoKey)
+			}
+		})
+	}
 }

@@ -15,6 +15,10 @@ func ForEachBridge(t *testing.T, f func(t *testing.T)) {
 			name = "go-sdk-RequireBearerToken"
 		}
 		t.Run(name, func(t *testing.T) {
+			if direct && sdkTokenInfoKey == nil {
+				// Require never uses it then; TestDirectBridgeWorks says why.
+				t.Skip("the direct bridge does not work with this go-sdk")
+			}
 			saved := directBridge
 			directBridge = direct
 			t.Cleanup(func() { directBridge = saved })

@@ -325,6 +325,11 @@ type jwksSource struct {
 type jwksIndex struct {
 	byKID map[string]jwksKey
 	all   []jwksKey
+	// unusedKID is a kid that no key of the set has, not even one left out
+	// of the index: reading it through keyfunc always refetches the set.
+	// (A token without a kid cannot use "" for that: a set whose keys have
+	// no kid holds a key under "".)
+	unusedKID string
 }
 
 type jwksKey struct {
@@ -410,8 +415,10 @@ type indexStorage struct {
 
 func (st *indexStorage) KeyReplaceAll(ctx context.Context, given []jwkset.JWK) error {
 	idx := &jwksIndex{byKID: make(map[string]jwksKey, len(given))}
+	kids := make(map[string]bool, len(given))
 	for _, j := range given {
 		m := j.Marshal()
+		kids[m.KID] = true
 		// A key meant for encryption, by use or by key_ops (RFC 7517 §4.2,
 		// §4.3), never verifies a token.
 		if m.USE == jwkset.UseEnc || (len(m.KEYOPS) > 0 && !slices.Contains(m.KEYOPS, jwkset.KeyOpsVerify)) {
@@ -422,6 +429,10 @@ func (st *indexStorage) KeyReplaceAll(ctx context.Context, given []jwkset.JWK) e
 		if m.KID != "" {
 			idx.byKID[m.KID] = k
 		}
+	}
+	idx.unusedKID = "mcpauth-refetch"
+	for kids[idx.unusedKID] {
+		idx.unusedKID += "-"
 	}
 	if err := st.MemoryJWKSet.KeyReplaceAll(ctx, given); err != nil {
 		return err
@@ -466,7 +477,7 @@ func (s *jwksSource) verify(method jwt.SigningMethod, hdr jwtHeader, signed stri
 			// again, as often as refetchAllowed says (keyfunc refetches on a
 			// kid that no key has), and try again if the set changed.
 			if attempt == 0 && s.refetchAllowed() {
-				_, _ = s.keyfunc.Keyfunc(&jwt.Token{Header: map[string]any{"kid": "", "alg": alg}})
+				_, _ = s.keyfunc.Keyfunc(&jwt.Token{Header: map[string]any{"kid": idx.unusedKID, "alg": alg}})
 				if s.index.Load() != idx {
 					continue
 				}

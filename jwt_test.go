@@ -265,6 +265,8 @@ func TestJWTBadInput(t *testing.T) {
 		{"no sub", rs(claims(map[string]any{"sub": nil})), ErrTokenMalformed},
 		{"bound to a client certificate", rs(claims(map[string]any{"cnf": map[string]any{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}})), ErrTokenBound},
 		{"bound to a DPoP key", rs(claims(map[string]any{"cnf": map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}})), ErrTokenBound},
+		{"cnf null", rs(claims(map[string]any{"cnf": json.RawMessage("null")})), ErrTokenBound},
+		{"cnf empty", rs(claims(map[string]any{"cnf": map[string]any{}})), ErrTokenBound},
 		{"1 MiB token", valid[:strings.IndexByte(valid, '.')+1] + strings.Repeat("A", 1<<20) + valid[strings.LastIndexByte(valid, '.'):], ErrTokenTooLarge},
 		{"9 KiB token", valid[:strings.IndexByte(valid, '.')+1] + strings.Repeat("A", 9<<10) + valid[strings.LastIndexByte(valid, '.'):], ErrTokenTooLarge},
 		{"truncated signature", valid[:len(valid)-10], ErrTokenSignature},
@@ -734,6 +736,8 @@ func TestJWTAccessTokenType(t *testing.T) {
 	}{
 		{"at+jwt", `{"alg":"RS256","typ":"at+jwt"}`, claims, nil, nil},
 		{"application/at+jwt", `{"alg":"RS256","typ":"application/AT+JWT"}`, claims, nil, nil},
+		{"AT+JWT", `{"alg":"RS256","typ":"AT+JWT"}`, claims, nil, nil},
+		{"at+jwt with a space", `{"alg":"RS256","typ":" at+jwt"}`, claims, ErrTokenType, ErrTokenType},
 		{"JWT", `{"alg":"RS256","typ":"JWT"}`, claims, nil, ErrTokenType},
 		{"untyped", `{"alg":"RS256"}`, claims, nil, ErrTokenType},
 		{"ID token", `{"alg":"RS256","typ":"JWT"}`, idToken, nil, ErrTokenType},
@@ -784,9 +788,9 @@ func TestJWTAcceptBoundTokens(t *testing.T) {
 
 // TestJWKSRotationWithoutKid: a token without a kid, signed with a key the
 // issuer rotated in since the last fetch, causes one refetch, as an unknown
-// kid does, whether the new key is of the old key's type or not; tokens
-// without a kid that no key verifies cannot make the verifier hammer the
-// issuer.
+// kid does, whether the new key is of the old key's type or not, and whether
+// the set's keys have kids or, like the token, none; tokens without a kid
+// that no key verifies cannot make the verifier hammer the issuer.
 func TestJWKSRotationWithoutKid(t *testing.T) {
 	k := testKeys()
 	now := time.Now()
@@ -800,20 +804,23 @@ func TestJWKSRotationWithoutKid(t *testing.T) {
 		return key
 	}
 	for _, tc := range []struct {
-		name    string
-		alg     string
-		rotated crypto.Signer
+		name     string
+		alg      string
+		rotated  crypto.Signer
+		old, new string // the kids of the set's keys, before and after
 	}{
-		{"same key type", "ES256", newEC()},
-		{"another key type", "EdDSA", k.ed},
+		{"same key type", "ES256", newEC(), "ec-1", "new"},
+		{"another key type", "EdDSA", k.ed, "ec-1", "new"},
+		{"same key type, keys without kid", "ES256", newEC(), "", ""},
+		{"another key type, keys without kid", "EdDSA", k.ed, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := newJWKSServer(t, map[string]any{"ec-1": &k.ec.PublicKey})
+			srv := newJWKSServer(t, map[string]any{tc.old: &k.ec.PublicKey})
 			v := testVerifier(t, now, srv.URL, func(o *JWTVerifierOptions) { o.JWKSRefetchInterval = time.Hour })
 			if _, err := v.Verify(ctx, signToken(t, `{"alg":"ES256"}`, claims, "ES256", k.ec)); err != nil {
 				t.Fatal(err)
 			}
-			srv.set(t, map[string]any{"new": tc.rotated.Public()})
+			srv.set(t, map[string]any{tc.new: tc.rotated.Public()})
 			if _, err := v.Verify(ctx, signToken(t, `{"alg":"`+tc.alg+`"}`, claims, tc.alg, tc.rotated)); err != nil {
 				t.Fatalf("token of the rotated key: %v", err)
 			}
