@@ -192,7 +192,7 @@ func (g *Guard) Middleware() mcp.Middleware {
 					}
 					return res, err
 				}
-			case "subscriptions/listen":
+			case methodListen:
 				// Under 2026-07-28 a client subscribes to resources here
 				// (go-sdk's ClientSession.Subscribe sends it), and go-sdk
 				// subscribes each URI itself, past this middleware: decide

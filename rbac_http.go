@@ -33,8 +33,9 @@ const (
 // layer only lets a client learn the scopes early and in the standard way.
 //
 // Under protocol 2026-07-28 it reads the Mcp-Method and Mcp-Name headers and
-// never the body (go-sdk rejects a request whose headers disagree with its
-// body). Otherwise it reads up to GuardOptions.MaxPeekBytes of the body and
+// not the body (go-sdk rejects a request whose headers disagree with its
+// body), except for subscriptions/listen, whose resource URIs are in the body
+// only. Otherwise it reads up to GuardOptions.MaxPeekBytes of the body and
 // puts it back for the next handler; a body it cannot parse, or a larger one,
 // goes on unjudged, for go-sdk to answer. In a JSON-RPC batch, the scopes of
 // every call that lacks them are asked for in one challenge.
@@ -82,7 +83,8 @@ func (g *Guard) RequireScopes(opts *RequireOptions) func(http.Handler) http.Hand
 				}
 			}
 			if v := r.Header.Get(mcpProtocolVersionHeader); v >= mcpStandardHeadersVersion {
-				if m := r.Header.Get(mcpMethodHeader); m != "" {
+				// subscriptions/listen names its resources in the body only.
+				if m := r.Header.Get(mcpMethodHeader); m != "" && m != methodListen {
 					judge(m, r.Header.Get(mcpNameHeader))
 					g.finishScopes(w, r, next, &o, first, missing, kindOf, nameOf)
 					return
@@ -130,11 +132,15 @@ func (g *Guard) guardedKind(method string) (kind, bool) {
 		return kindTool, true
 	case "prompts/get":
 		return kindPrompt, g.c.kinds[kindPrompt].active
-	case "resources/read", "resources/subscribe":
+	case "resources/read", "resources/subscribe", methodListen:
 		return kindResource, g.c.kinds[kindResource].active
 	}
 	return 0, false
 }
+
+// methodListen is 2026-07-28's subscriptions/listen, by which a client
+// subscribes to resources (among other notifications).
+const methodListen = "subscriptions/listen"
 
 type readCloser struct {
 	io.Reader
@@ -172,6 +178,18 @@ func jsonrpcCalls(body []byte) []callTarget {
 		}
 		var params map[string]json.RawMessage
 		_ = json.Unmarshal(msg["params"], &params)
+		if method == methodListen {
+			// One target for each resource it subscribes to; listening
+			// only for list changes names none.
+			var n map[string]json.RawMessage
+			_ = json.Unmarshal(params["notifications"], &n)
+			var uris []string
+			_ = json.Unmarshal(n["resourceSubscriptions"], &uris)
+			for _, uri := range uris {
+				out = append(out, callTarget{method, uri})
+			}
+			continue
+		}
 		var name string
 		key := "name"
 		if method == "resources/read" || method == "resources/subscribe" {

@@ -184,3 +184,75 @@ func TestRequireScopesEndToEnd(t *testing.T) {
 		})
 	}
 }
+
+// TestRequireScopesSubscriptions: subscribing to a resource whose rule
+// requires a scope the caller lacks gets the 403 step-up challenge, whether
+// by resources/subscribe or by 2026-07-28's subscriptions/listen, which names
+// its resources in the body only.
+func TestRequireScopesSubscriptions(t *testing.T) {
+	policy := tutorialPolicy()
+	policy.Rules = append(policy.Rules,
+		mcpauth.Rule{Resource: "file:///public/*", Roles: []string{"viewer"}},
+		mcpauth.Rule{Resource: "file:///private/*", Roles: []string{"viewer"}, Scopes: []string{"files:private"}},
+	)
+	g, err := mcpauth.NewGuard(policy, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, scoped := newKey(t), newKey(t)
+	ak, err := mcpauth.NewAPIKeys(
+		mcpauth.APIKey{Key: plain, Subject: "v", Roles: []string{"viewer"}},
+		mcpauth.APIKey{Key: scoped, Subject: "vs", Roles: []string{"viewer"}, Scopes: []string{"files:private"}},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nextCalled bool
+	h := mcpauth.Require(quiet, ak)(g.RequireScopes(quiet)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { nextCalled = true })))
+	listen := func(notifications string) string {
+		return `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{"notifications":` + notifications + `}}`
+	}
+	subscribe := func(uri string) string {
+		return `{"jsonrpc":"2.0","id":1,"method":"resources/subscribe","params":{"uri":"` + uri + `"}}`
+	}
+	for _, tc := range []struct {
+		name, key, version, method, body string
+		refused                          bool
+	}{
+		{"listen, private", plain, "2026-07-28", "subscriptions/listen", listen(`{"resourceSubscriptions":["file:///private/b"]}`), true},
+		{"listen, public and private", plain, "2026-07-28", "subscriptions/listen", listen(`{"resourceSubscriptions":["file:///public/a","file:///private/b"]}`), true},
+		{"listen, public", plain, "2026-07-28", "subscriptions/listen", listen(`{"resourceSubscriptions":["file:///public/a"]}`), false},
+		{"listen, private, with the scope", scoped, "2026-07-28", "subscriptions/listen", listen(`{"resourceSubscriptions":["file:///private/b"]}`), false},
+		{"listen for list changes only", plain, "2026-07-28", "subscriptions/listen", listen(`{"toolsListChanged":true}`), false},
+		{"listen, resourceSubscriptions not a list", plain, "2026-07-28", "subscriptions/listen", listen(`{"resourceSubscriptions":"file:///private/b"}`), false},
+		{"listen without the headers", plain, "", "", listen(`{"resourceSubscriptions":["file:///private/b"]}`), true},
+		{"resources/subscribe, private", plain, "2025-11-25", "", subscribe("file:///private/b"), true},
+		{"resources/subscribe, public", plain, "2025-11-25", "", subscribe("file:///public/a"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			nextCalled = false
+			req := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(tc.body))
+			req.Header.Set("X-API-Key", tc.key)
+			if tc.version != "" {
+				req.Header.Set("Mcp-Protocol-Version", tc.version)
+			}
+			if tc.method != "" {
+				req.Header.Set("Mcp-Method", tc.method)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if !tc.refused {
+				if rec.Code != http.StatusOK || !nextCalled {
+					t.Fatalf("status %d, next called %v; want passed on", rec.Code, nextCalled)
+				}
+				return
+			}
+			if rec.Code != http.StatusForbidden || nextCalled {
+				t.Fatalf("status %d, next called %v; want 403", rec.Code, nextCalled)
+			}
+			if got := rec.Header().Get("WWW-Authenticate"); !strings.Contains(got, `error="insufficient_scope"`) || !strings.Contains(got, `scope="files:private"`) {
+				t.Errorf("WWW-Authenticate %q", got)
+			}
+		})
+	}
+}
