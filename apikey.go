@@ -10,6 +10,7 @@ import (
 	"hash/crc32"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -288,6 +289,27 @@ func (k *APIKeys) RevokeID(id string) int {
 		}
 	}
 	return n
+}
+
+// Roles returns the roles that the configured keys carry, sorted and each
+// once, revoked and expired keys included. Check them against the policy at
+// start-up, in one call, so that a misspelt role fails loudly instead of
+// silently granting nothing:
+//
+//	if err := guard.CheckRoles(keys.Roles()...); err != nil {
+//		log.Fatal(err)
+//	}
+func (k *APIKeys) Roles() []string {
+	var roles []string
+	for _, e := range *k.table.Load() {
+		for _, r := range e.principal.Roles {
+			if !slices.Contains(roles, r) {
+				roles = append(roles, r)
+			}
+		}
+	}
+	slices.Sort(roles)
+	return roles
 }
 
 func newKeyEntry(key APIKey) (*keyEntry, error) {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -476,4 +477,25 @@ func FuzzAPIKeyAuthenticate(f *testing.F) {
 			t.Fatalf("error %q holds the presented value", err)
 		}
 	})
+}
+
+func TestAPIKeysRoles(t *testing.T) {
+	keys, err := NewAPIKeys(
+		APIKey{Key: "0123456789abcdef-a", Roles: []string{"viewer", "editor"}},
+		APIKey{Key: "0123456789abcdef-b", Roles: []string{"admin", "viewer"}},
+		APIKey{Key: "0123456789abcdef-c"},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := keys.Roles(), []string{"admin", "editor", "viewer"}; !slices.Equal(got, want) {
+		t.Errorf("Roles() = %q, want %q", got, want)
+	}
+	g, err := NewGuard(&Policy{Roles: map[string][]string{"admin": {"editor"}, "editor": nil}, Rules: []Rule{{Tool: "t", Roles: []string{"editor"}}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.CheckRoles(keys.Roles()...); err == nil || !strings.Contains(err.Error(), `"viewer"`) {
+		t.Errorf("CheckRoles(keys.Roles()...) = %v, want an error naming viewer", err)
+	}
 }
