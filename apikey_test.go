@@ -329,11 +329,11 @@ func TestRequireResponses(t *testing.T) {
 			{"ok X-API-Key", "X-API-Key", key, http.StatusNoContent, "", ""},
 			{"ok bearer", "Authorization", "Bearer " + key, http.StatusNoContent, "", ""},
 			{"ok bearer odd spacing", "Authorization", "bearer  " + key, http.StatusNoContent, "", ""},
-			{"missing", "", "", http.StatusUnauthorized, `Bearer resource_metadata="` + prm + `"`, "invalid_token"},
-			{"wrong key", "X-API-Key", wrongKey, http.StatusUnauthorized, `Bearer resource_metadata="` + prm + `", error="invalid_token", error_description="The credentials are invalid."`, "invalid_token"},
+			{"missing", "", "", http.StatusUnauthorized, `Bearer resource_metadata="` + prm + `"`, ""},
+			{"wrong key", "X-API-Key", wrongKey, http.StatusUnauthorized, `Bearer resource_metadata="` + prm + `", error="invalid_token", error_description="The credentials are not recognised."`, "invalid_token"},
 			{"bad checksum", "X-API-Key", corrupt(key), http.StatusUnauthorized, `Bearer resource_metadata="` + prm + `", error="invalid_token", error_description="The credentials are malformed."`, "invalid_token"},
-			{"JWT with only API keys configured", "Authorization", "Bearer a.b.c", http.StatusUnauthorized, `Bearer resource_metadata="` + prm + `", error="invalid_token", error_description="The credentials are invalid."`, "invalid_token"},
-			{"basic auth", "Authorization", "Basic YTpi", http.StatusUnauthorized, `Bearer resource_metadata="` + prm + `", error="invalid_token", error_description="The credentials are invalid."`, "invalid_token"},
+			{"JWT with only API keys configured", "Authorization", "Bearer a.b.c", http.StatusUnauthorized, `Bearer resource_metadata="` + prm + `", error="invalid_token", error_description="The credentials are not recognised."`, "invalid_token"},
+			{"basic auth", "Authorization", "Basic YTpi", http.StatusUnauthorized, `Bearer resource_metadata="` + prm + `", error="invalid_token", error_description="The credentials are not recognised."`, "invalid_token"},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {

@@ -72,6 +72,9 @@ type Principal struct {
 	// info is the go-sdk view of this principal, built once by authenticators
 	// that reuse a principal across requests. Nil means build per request.
 	info *auth.TokenInfo
+	// reported is when Require last reported a success of this principal
+	// in full, in Unix nanoseconds, read and written atomically.
+	reported int64
 }
 
 // UserID is the identity go-sdk binds sessions to (TokenInfo.UserID): a
@@ -216,7 +219,7 @@ func (e *errorClass) Unwrap() error { return e.parent }
 // An error that wraps none of them is treated as [ErrInvalidCredentials].
 var (
 	ErrNoCredentials      error = &errorClass{msg: "mcpauth: no credentials", reason: "no_credentials", desc: "Authentication is required."}
-	ErrInvalidCredentials error = &errorClass{msg: "mcpauth: invalid credentials", reason: "invalid", desc: "The credentials are invalid."}
+	ErrInvalidCredentials error = &errorClass{msg: "mcpauth: invalid credentials", reason: "invalid", desc: "The credentials are not recognised."}
 	ErrExpired            error = &errorClass{msg: "mcpauth: credentials expired", reason: "expired", desc: "The credentials have expired.", parent: ErrInvalidCredentials}
 	ErrRevoked            error = &errorClass{msg: "mcpauth: credentials revoked", reason: "revoked", desc: "The credentials have been revoked.", parent: ErrInvalidCredentials}
 	ErrMalformed          error = &errorClass{msg: "mcpauth: malformed credentials", reason: "malformed", desc: "The credentials are malformed.", parent: ErrInvalidCredentials}

@@ -19,12 +19,25 @@ type RequireOptions struct {
 	// server. Empty (the default) leaves it out.
 	ResourceMetadataURL string
 
-	// Logger receives one audit event for every authentication decision:
-	// successes at Info, failures at Warn. The events carry the method, the
-	// subject or the failure's reason, the remote address and the credential's
-	// public KeyID; never a credential. Nil (the default) means slog.Default(),
-	// looked up at each event.
+	// Events receives one security [Event] for every authentication
+	// decision. Nil (the default) means [LogEvents] on Logger.
+	Events EventSink
+
+	// Logger is where the default event sink writes: failures at Warn, the
+	// first success of a credential within SuccessEventInterval at Info, and
+	// its repeats at Debug. The events carry the method, the subject or the
+	// failure's reason, the remote address and the credential's public
+	// KeyID; never a credential. Nil (the default) means slog.Default(),
+	// looked up at each event. It is not used when Events is set.
 	Logger *slog.Logger
+
+	// SuccessEventInterval is how long a successful authentication of one
+	// credential (method, subject and key ID) is reported as a repeat
+	// ([Event].Repeat, written at Debug by the log sink) after it was
+	// reported in full. Zero (the default) means one minute; a negative
+	// value reports every success in full. Failures are always reported in
+	// full.
+	SuccessEventInterval time.Duration
 }
 
 // Require returns middleware that authenticates every request before it
@@ -52,6 +65,16 @@ func Require(opts *RequireOptions, authenticators ...Authenticator) func(http.Ha
 	if opts != nil {
 		m.opts = *opts
 	}
+	m.events = m.opts.Events
+	if m.events == nil {
+		m.events = LogEvents(m.opts.Logger)
+	}
+	switch {
+	case m.opts.SuccessEventInterval == 0:
+		m.successes = newSuccessLog(time.Minute)
+	case m.opts.SuccessEventInterval > 0:
+		m.successes = newSuccessLog(m.opts.SuccessEventInterval)
+	}
 	for _, a := range authenticators {
 		if a != nil {
 			m.authenticators = append(m.authenticators, a)
@@ -68,6 +91,8 @@ func Require(opts *RequireOptions, authenticators ...Authenticator) func(http.Ha
 type middleware struct {
 	opts           RequireOptions
 	authenticators []Authenticator
+	events         EventSink
+	successes      *successLog // nil: report every success in full
 }
 
 func (m *middleware) serve(w http.ResponseWriter, r *http.Request, toNext func(http.ResponseWriter, *http.Request, *Principal)) {
@@ -80,8 +105,17 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, toNext func(h
 	toNext(w, r, p)
 }
 
+// errTwoCredentials refuses a request that presents more than one header
+// credential: which one would count would depend on the order of the
+// authenticators, and an attacker could steer that (RFC 6750 §3.1:
+// invalid_request, for a request that uses more than one method).
+var errTwoCredentials error = &errorClass{msg: "mcpauth: more than one credential", reason: "two_credentials", desc: "The request presents more than one credential."}
+
 // authenticate runs the authenticators until one finds its credentials.
 func (m *middleware) authenticate(r *http.Request) (*Principal, error) {
+	if len(r.Header["Authorization"])+len(r.Header[apiKeyHeader]) > 1 {
+		return nil, errTwoCredentials
+	}
 	for _, a := range m.authenticators {
 		p, err := a.Authenticate(r)
 		if err != nil {
@@ -172,6 +206,8 @@ func newRefusal(c *errorClass, resourceMetadata string, insufficientScope bool, 
 	switch {
 	case insufficientScope:
 		status, code = http.StatusForbidden, "insufficient_scope"
+	case c == errTwoCredentials:
+		status, code = http.StatusBadRequest, "invalid_request"
 	case errors.Is(c, ErrForbidden):
 		status, code = http.StatusForbidden, "access_denied"
 	case errors.Is(c, ErrUnavailable):
@@ -181,8 +217,13 @@ func newRefusal(c *errorClass, resourceMetadata string, insufficientScope bool, 
 		// is the one whose meaning fits.
 		status, code = http.StatusTooManyRequests, "temporarily_unavailable"
 	}
+	// RFC 6750 §3.1: a request without credentials gets no error code, in
+	// the challenge or in the body.
+	if errors.Is(c, ErrNoCredentials) {
+		code = ""
+	}
 	r := &refusal{status: status}
-	if status == http.StatusUnauthorized || status == http.StatusForbidden {
+	if status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusBadRequest {
 		var b strings.Builder
 		b.WriteString("Bearer")
 		sep := " "
@@ -196,8 +237,7 @@ func newRefusal(c *errorClass, resourceMetadata string, insufficientScope bool, 
 		if resourceMetadata != "" {
 			param("resource_metadata", resourceMetadata)
 		}
-		// RFC 6750 §3.1: a request without credentials gets no error code.
-		if !errors.Is(c, ErrNoCredentials) {
+		if code != "" {
 			param("error", code)
 			param("error_description", c.desc)
 		}
@@ -207,57 +247,55 @@ func newRefusal(c *errorClass, resourceMetadata string, insufficientScope bool, 
 		r.challenge = b.String()
 	}
 	r.body, _ = json.Marshal(struct {
-		Error       string `json:"error"`
+		Error       string `json:"error,omitempty"`
 		Description string `json:"error_description,omitempty"`
 	}{code, c.desc})
 	r.body = append(r.body, '\n')
 	return r
 }
 
-func (m *middleware) logger() *slog.Logger {
-	if m.opts.Logger != nil {
-		return m.opts.Logger
-	}
-	return slog.Default()
-}
-
 func (m *middleware) auditSuccess(r *http.Request, p *Principal) {
-	l := m.logger()
-	ctx := r.Context()
-	if !l.Enabled(ctx, slog.LevelInfo) {
-		return
+	if ls, ok := m.events.(logSink); ok && !ls.enabled(r.Context(), slog.LevelInfo) && !ls.enabled(r.Context(), slog.LevelDebug) {
+		return // a logger that writes no success: spare the clock and the event
 	}
-	l.LogAttrs(ctx, slog.LevelInfo, "mcpauth: authenticated",
-		slog.String("outcome", "success"),
-		slog.String("method", string(p.Method)),
-		slog.String("subject", p.Subject),
-		slog.String("key_id", p.KeyID),
-		slog.String("remote", r.RemoteAddr),
-	)
+	e := Event{
+		Kind:       EventAuthentication,
+		Outcome:    OutcomeSuccess,
+		Method:     p.Method,
+		Subject:    p.Subject,
+		KeyID:      p.KeyID,
+		ClientID:   p.ClientID,
+		RemoteAddr: r.RemoteAddr,
+		RequestID:  requestID(r),
+		Time:       time.Now(),
+	}
+	if m.successes != nil {
+		e.Repeat = m.successes.seen(p, e.Time)
+	}
+	emit(r.Context(), m.events, e)
 }
 
 func (m *middleware) auditFailure(r *http.Request, err error, c *errorClass) {
-	l := m.logger()
-	ctx := r.Context()
-	if !l.Enabled(ctx, slog.LevelWarn) {
-		return
-	}
-	attrs := []slog.Attr{
-		slog.String("outcome", "failure"),
-		slog.String("reason", c.reason),
+	e := Event{
+		Kind:       EventAuthentication,
+		Outcome:    OutcomeFailure,
+		Reason:     c.reason,
+		RemoteAddr: r.RemoteAddr,
+		RequestID:  requestID(r),
 	}
 	var f *credentialFailure
 	if errors.As(err, &f) {
-		attrs = append(attrs, slog.String("method", string(f.method)))
-		if f.keyID != "" {
-			attrs = append(attrs, slog.String("key_id", f.keyID))
-		}
-		if f.detail != "" {
-			attrs = append(attrs, slog.String("detail", f.detail))
-		}
+		e.Method, e.KeyID, e.Detail = f.method, f.keyID, f.detail
 	}
-	attrs = append(attrs, slog.String("remote", r.RemoteAddr))
-	l.LogAttrs(ctx, slog.LevelWarn, "mcpauth: authentication failed", attrs...)
+	emit(r.Context(), m.events, e)
+}
+
+// requestID returns the request's X-Request-Id, if it has exactly one.
+func requestID(r *http.Request) string {
+	if v := r.Header["X-Request-Id"]; len(v) == 1 {
+		return v[0]
+	}
+	return ""
 }
 
 // credentialFailure is how this package's authenticators report a failure:

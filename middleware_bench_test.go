@@ -2,6 +2,7 @@ package mcpauth
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -32,4 +33,21 @@ func BenchmarkBridgeRatio(b *testing.B) {
 	w := benchcmp.NewDiscardWriter()
 	b.ReportAllocs()
 	benchcmp.Interleave(b, 200, func() { ours.ServeHTTP(w, r) }, func() { noop.ServeHTTP(w, r) })
+}
+
+// BenchmarkAuditRatio measures what the default audit costs on the success
+// path: Require with API keys and the default log sink writing JSON at Info
+// (to io.Discard), against the same with a logger that discards everything,
+// interleaved in one run.
+func BenchmarkAuditRatio(b *testing.B) {
+	key, _ := GenerateAPIKey()
+	keys, _ := NewAPIKeys(APIKey{Key: key, Subject: "user"})
+	next := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
+	audited := Require(&RequireOptions{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}, keys)(next)
+	quiet := Require(&RequireOptions{Logger: slog.New(slog.DiscardHandler)}, keys)(next)
+	r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+	r.Header.Set("Authorization", "Bearer "+key)
+	w := benchcmp.NewDiscardWriter()
+	b.ReportAllocs()
+	benchcmp.Interleave(b, 200, func() { audited.ServeHTTP(w, r) }, func() { quiet.ServeHTTP(w, r) })
 }

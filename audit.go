@@ -1,0 +1,260 @@
+package mcpauth
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+)
+
+// An EventKind says what kind of decision an [Event] reports.
+type EventKind string
+
+// The kinds of event.
+const (
+	// EventAuthentication is a request's credential checked by [Require]:
+	// Outcome success or failure.
+	EventAuthentication EventKind = "authentication"
+	// EventAuthorization is the guard's decision on a tool, prompt, resource
+	// or method: Outcome success (allowed) or denied.
+	EventAuthorization EventKind = "authorization"
+	// EventKeySource is a fault of something a verifier depends on (a JWKS
+	// URL, a revocation store): Outcome failure. Requests that needed it were
+	// refused with 503.
+	EventKeySource EventKind = "key_source"
+	// EventConfiguration is a warning about the configuration, for example a
+	// tool that no rule of the policy covers.
+	EventConfiguration EventKind = "configuration"
+)
+
+// An Outcome is how a decision went.
+type Outcome string
+
+// The outcomes.
+const (
+	OutcomeSuccess Outcome = "success"
+	OutcomeFailure Outcome = "failure"
+	OutcomeDenied  Outcome = "denied"
+)
+
+// An Event is one security decision. Events never hold a secret: a
+// credential appears only as its public KeyID (an API key's fingerprint, a
+// token's kid or jti).
+//
+// Values that a caller chooses (a subject or key ID from a token, a tool
+// name, a request id) are bounded to [MaxEventValueLen] bytes, marked as cut,
+// and have control and invalid bytes replaced, before a sink sees them.
+type Event struct {
+	Time    time.Time
+	Kind    EventKind
+	Outcome Outcome
+	// Reason says why a request failed or was denied, as a short fixed
+	// word: "expired", "revoked", "unknown", "role", "scope", … Empty for a
+	// success.
+	Reason string
+	// Repeat marks a success for a credential that was already reported
+	// within RequireOptions.SuccessEventInterval. The log sink writes
+	// repeats at Debug, so that every decision stays observable without
+	// burying the ones that matter.
+	Repeat bool
+
+	// Method, Subject, KeyID and ClientID describe the caller, when known.
+	Method   Method
+	Subject  string
+	KeyID    string
+	ClientID string
+	// RemoteAddr is the request's remote address, as net/http reports it.
+	RemoteAddr string
+	// RequestID is the request's X-Request-Id header, when it has one.
+	RequestID string
+
+	// RPCMethod is the MCP method decided, for example "tools/call".
+	RPCMethod string
+	// TargetKind ("tool", "prompt" or "resource") and Target (its name or
+	// URI) say what the caller asked to use.
+	TargetKind string
+	Target     string
+
+	// Detail is a fixed or public note for operators, for example which
+	// check of a token failed. It never holds a library's error text.
+	Detail string
+}
+
+// MaxEventValueLen bounds each caller-chosen value of an [Event].
+const MaxEventValueLen = 256
+
+// An EventSink receives security events. Record must be safe for concurrent
+// use and should return quickly: it runs on the request's goroutine.
+type EventSink interface {
+	Record(ctx context.Context, e Event)
+}
+
+// LogEvents returns the default [EventSink]: it writes each event to l as
+// one line, failures and denials at Warn, key-source faults at Error,
+// successes at Info and repeated successes and allowed authorizations at
+// Debug. A nil l means slog.Default(), looked up at each event.
+func LogEvents(l *slog.Logger) EventSink { return logSink{l} }
+
+type logSink struct{ l *slog.Logger }
+
+func (s logSink) logger() *slog.Logger {
+	if s.l == nil {
+		return slog.Default()
+	}
+	return s.l
+}
+
+func (s logSink) enabled(ctx context.Context, level slog.Level) bool {
+	return s.logger().Enabled(ctx, level)
+}
+
+func (s logSink) Record(ctx context.Context, e Event) {
+	l := s.logger()
+	level := e.level()
+	if !l.Enabled(ctx, level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 14)
+	attrs = append(attrs, slog.String("kind", string(e.Kind)), slog.String("outcome", string(e.Outcome)))
+	str := func(k, v string) {
+		if v != "" {
+			attrs = append(attrs, slog.String(k, v))
+		}
+	}
+	str("reason", e.Reason)
+	str("method", string(e.Method))
+	str("subject", e.Subject)
+	str("key_id", e.KeyID)
+	str("client_id", e.ClientID)
+	str("rpc_method", e.RPCMethod)
+	if e.TargetKind != "" {
+		attrs = append(attrs, slog.String(e.TargetKind, e.Target))
+	}
+	str("detail", e.Detail)
+	str("remote", e.RemoteAddr)
+	str("request_id", e.RequestID)
+	r := slog.NewRecord(e.Time, level, e.message(), 0)
+	r.AddAttrs(attrs...)
+	_ = l.Handler().Handle(ctx, r)
+}
+
+func (e *Event) level() slog.Level {
+	switch {
+	case e.Kind == EventKeySource:
+		return slog.LevelError
+	case e.Outcome != OutcomeSuccess || e.Kind == EventConfiguration:
+		return slog.LevelWarn
+	case e.Repeat || e.Kind == EventAuthorization:
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}
+
+func (e *Event) message() string {
+	switch e.Kind {
+	case EventAuthentication:
+		if e.Outcome == OutcomeSuccess {
+			return "mcpauth: authenticated"
+		}
+		return "mcpauth: authentication failed"
+	case EventAuthorization:
+		if e.Outcome == OutcomeSuccess {
+			return "mcpauth: access allowed"
+		}
+		return "mcpauth: access denied"
+	case EventKeySource:
+		return "mcpauth: key source unavailable"
+	}
+	return "mcpauth: " + string(e.Kind)
+}
+
+// emit bounds the event's caller-chosen values and hands it to sink (the
+// log sink on slog.Default() when sink is nil).
+func emit(ctx context.Context, sink EventSink, e Event) {
+	if sink == nil {
+		sink = logSink{}
+	}
+	if ls, ok := sink.(logSink); ok && !ls.enabled(ctx, e.level()) {
+		return // nothing to bound or to build
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	e.Reason = boundValue(e.Reason)
+	e.Subject = boundValue(e.Subject)
+	e.KeyID = boundValue(e.KeyID)
+	e.ClientID = boundValue(e.ClientID)
+	e.RemoteAddr = boundValue(e.RemoteAddr)
+	e.RequestID = boundValue(e.RequestID)
+	e.RPCMethod = boundValue(e.RPCMethod)
+	e.Target = boundValue(e.Target)
+	e.Detail = boundValue(e.Detail)
+	sink.Record(ctx, e)
+}
+
+// cutMark ends a value that was cut to MaxEventValueLen.
+const cutMark = "…[cut]"
+
+// boundValue returns s if it is at most MaxEventValueLen bytes of valid
+// UTF-8 without control characters, as nearly every value is; otherwise a
+// copy with each control character or invalid byte replaced by U+FFFD and
+// cut, on a character boundary, to MaxEventValueLen bytes ending in cutMark.
+func boundValue(s string) string {
+	clean := len(s) <= MaxEventValueLen
+	for i := 0; clean && i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f || c >= 0x80 {
+			clean = false
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	cut := false
+	for _, r := range s { // an invalid byte comes as utf8.RuneError
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			r = utf8.RuneError
+		}
+		if b.Len()+utf8.RuneLen(r) > MaxEventValueLen {
+			cut = true
+			break
+		}
+		b.WriteRune(r)
+	}
+	out := b.String()
+	if !cut {
+		return out
+	}
+	for len(out)+len(cutMark) > MaxEventValueLen {
+		_, size := utf8.DecodeLastRuneInString(out)
+		out = out[:len(out)-size]
+	}
+	return out + cutMark
+}
+
+// successLog decides which successes are repeats: a principal's success is
+// reported in full at most once per interval. The time of the last full
+// report is kept in the principal itself, which authenticators share across
+// requests (an API key's principal, a cached token's), so the hot path
+// takes no lock and keeps no map that callers could grow.
+type successLog struct {
+	interval int64 // nanoseconds
+}
+
+func newSuccessLog(interval time.Duration) *successLog {
+	return &successLog{interval: int64(interval)}
+}
+
+// seen reports whether p was reported in full within the interval before
+// now, and records now as its last full report if not.
+func (l *successLog) seen(p *Principal, now time.Time) bool {
+	t := now.UnixNano()
+	last := atomic.LoadInt64(&p.reported)
+	if last != 0 && t >= last && t-last < l.interval {
+		return true
+	}
+	// Of two requests racing here, one reports in full.
+	return !atomic.CompareAndSwapInt64(&p.reported, last, t)
+}
