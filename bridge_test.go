@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpauth/mcpauth/internal/bridge"
 	"github.com/modelcontextprotocol/go-sdk/auth"
 )
 
@@ -14,13 +15,16 @@ import (
 // through the context's Value method. Require then still works, through
 // RequireBearerToken, but costs more per request; this test says so.
 func TestDirectBridgeWorks(t *testing.T) {
-	if sdkTokenInfoKey == nil || !directBridge {
+	if bridge.SDKKey == nil || !bridge.Direct {
 		t.Fatal("go-sdk's TokenInfoFromContext no longer reads what the direct bridge answers; Require falls back to RequireBearerToken")
 	}
 	p := (&Principal{Subject: "alice", Method: MethodAPIKey}).seal()
-	ctx := &principalContext{Context: context.Background(), p: p, info: p.tokenInfo(), sdkKey: sdkTokenInfoKey}
+	ctx := &bridge.Context{Context: context.Background(), Key: principalKey{}, Caller: p, Info: p.tokenInfo(), SDKKey: bridge.SDKKey}
 	if got := auth.TokenInfoFromContext(ctx); got == nil || got.UserID != "apikey:alice" {
 		t.Fatalf("TokenInfoFromContext = %+v", got)
+	}
+	if PrincipalFromHTTPRequest(httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil)) != p {
+		t.Fatal("PrincipalFromHTTPRequest does not read the bridge's context")
 	}
 }
 
@@ -96,52 +100,4 @@ func TestPrincipalContext(t *testing.T) {
 			t.Fatal("the handler did not run")
 		}
 	})
-}
-
-// TestProbeTokenInfoKey checks the probe against go-sdk's TokenInfoFromContext
-// and against ways a go-sdk release could read TokenInfo that the direct
-// bridge cannot answer for: each must make the probe report that the direct
-// bridge does not work, so that Require falls back to RequireBearerToken,
-// rather than panic while the package initializes.
-func TestProbeTokenInfoKey(t *testing.T) {
-	type newKey struct{}
-	type holder struct{ info *auth.TokenInfo }
-	for _, tt := range []struct {
-		name        string
-		fromContext func(context.Context) *auth.TokenInfo
-		works       bool
-	}{
-		{"go-sdk", auth.TokenInfoFromContext, true},
-		{"reads no key", func(context.Context) *auth.TokenInfo { return nil }, false},
-		{"always has TokenInfo", func(context.Context) *auth.TokenInfo { return &auth.TokenInfo{} }, false},
-		{"returns a copy", func(ctx context.Context) *auth.TokenInfo {
-			ti, _ := ctx.Value(newKey{}).(*auth.TokenInfo)
-			if ti == nil {
-				return nil
-			}
-			c := *ti
-			return &c
-		}, false},
-		{"stores another type", func(ctx context.Context) *auth.TokenInfo {
-			v := ctx.Value(newKey{})
-			if v == nil {
-				return nil
-			}
-			return v.(*holder).info
-		}, false},
-		{"uncomparable key", func(ctx context.Context) *auth.TokenInfo {
-			ti, _ := ctx.Value([]string{"token-info"}).(*auth.TokenInfo)
-			return ti
-		}, false},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			key := probeTokenInfoKey(tt.fromContext)
-			if got := key != nil; got != tt.works {
-				t.Fatalf("probe found a key: %v, want %v", got, tt.works)
-			}
-			if tt.works && key != sdkTokenInfoKey {
-				t.Errorf("probe found %#v, not %#v", key, sdkTokenInfoKey)
-			}
-		})
-	}
 }

@@ -1,6 +1,13 @@
 package mcpauth
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/mcpauth/mcpauth/internal/bridge"
+)
+
+// bridgePlaceholder is the header go-sdk is shown by the fallback bridge.
+const bridgePlaceholder = bridge.Placeholder
 
 // ForEachBridge runs f once with each bridge into go-sdk's TokenInfo: the
 // direct one Require uses with this go-sdk, and the RequireBearerToken one it
@@ -15,13 +22,13 @@ func ForEachBridge(t *testing.T, f func(t *testing.T)) {
 			name = "go-sdk-RequireBearerToken"
 		}
 		t.Run(name, func(t *testing.T) {
-			if direct && sdkTokenInfoKey == nil {
+			if direct && bridge.SDKKey == nil {
 				// Require never uses it then; TestDirectBridgeWorks says why.
 				t.Skip("the direct bridge does not work with this go-sdk")
 			}
-			saved := directBridge
-			directBridge = direct
-			t.Cleanup(func() { directBridge = saved })
+			saved := bridge.Direct
+			bridge.Direct = direct
+			t.Cleanup(func() { bridge.Direct = saved })
 			f(t)
 		})
 	}

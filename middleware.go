@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/mcpauth/mcpauth/internal/bridge"
 )
 
 // RequireOptions configures [Require]. The zero value is the strict setting.
@@ -81,7 +83,7 @@ func Require(opts *RequireOptions, authenticators ...Authenticator) func(http.Ha
 		}
 	}
 	return func(next http.Handler) http.Handler {
-		toNext := bridge(next)
+		toNext := bridge.New(next, principalKey{})
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			m.serve(w, r, toNext)
 		})
@@ -95,14 +97,14 @@ type middleware struct {
 	successes      *successLog // nil: report every success in full
 }
 
-func (m *middleware) serve(w http.ResponseWriter, r *http.Request, toNext func(http.ResponseWriter, *http.Request, *Principal)) {
+func (m *middleware) serve(w http.ResponseWriter, r *http.Request, toNext bridge.Handler) {
 	p, err := m.authenticate(r)
 	if err != nil {
 		m.fail(w, r, err)
 		return
 	}
 	m.auditSuccess(r, p)
-	toNext(w, r, p)
+	toNext(w, r, p, p.tokenInfo())
 }
 
 // errTwoCredentials refuses a request that presents more than one header
