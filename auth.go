@@ -1,23 +1,3 @@
-// Package mcpauth adds authentication and authorization to MCP servers built
-// on github.com/modelcontextprotocol/go-sdk.
-//
-// A server wraps its Streamable HTTP handler with [Require], passing one or
-// more [Authenticator]s (for example [APIKeys]). Each request is authenticated
-// once, at the HTTP layer, into a [Principal]. The principal reaches tool
-// handlers through go-sdk's req.Extra.TokenInfo, and [PrincipalFromRequest]
-// reads it back:
-//
-//	keys, err := mcpauth.APIKeysFromEnv()
-//	if err != nil {
-//		log.Fatal(err)
-//	}
-//	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
-//	http.Handle("/mcp", mcpauth.Require(nil, keys)(handler))
-//
-// Inside a tool, read the caller from the request, never from the tool's
-// context: in a stateful session the context belongs to the session's first
-// HTTP request, so it may carry a credential that has since been rotated or
-// downgraded.
 package mcpauth
 
 import (
