@@ -332,11 +332,11 @@ func (v *JWTVerifier) Authenticate(r *http.Request) (*Principal, error) {
 	if v == nil {
 		return nil, failure(MethodJWT, ErrUnavailable, "", "not configured")
 	}
-	token, ok, err := v.bearer(r.Header)
+	token, jwt, ok, err := v.bearer(r.Header)
 	if err != nil {
 		return nil, err
 	}
-	if !ok || !(header.LooksLikeJWT(token) || unsecuredJWT(token)) {
+	if !ok || !(jwt || unsecuredJWT(token)) {
 		return nil, ErrNoCredentials
 	}
 	return v.Verify(r.Context(), token)
@@ -359,33 +359,35 @@ func unsecuredJWT(s string) bool {
 	return err == nil
 }
 
-// bearer extracts a bearer token, measuring its size before anything else.
-func (v *JWTVerifier) bearer(h http.Header) (string, bool, error) {
-	token, present, ok, _ := header.Bearer(h)
+// bearer extracts a bearer token, measuring its size before anything else,
+// and reports whether it looks like a JWT (header.LooksLikeJWT), found out
+// in the same pass over the token that checks it.
+func (v *JWTVerifier) bearer(h http.Header) (token string, jwt, ok bool, err error) {
+	token, present, ok, _, jwt := header.BearerJWT(h)
 	if ok {
 		if len(token) > v.maxSize {
-			return "", false, failure(MethodJWT, ErrTokenTooLarge, "", "")
+			return "", false, false, failure(MethodJWT, ErrTokenTooLarge, "", "")
 		}
-		return token, true, nil
+		return token, jwt, true, nil
 	}
 	if !present || len(h["Authorization"]) != 1 {
-		return "", false, nil
+		return "", false, false, nil
 	}
 	// header.Bearer refuses values longer than header.MaxCredentialLen. Tell
 	// an oversized bearer token apart from other schemes, and accept a long
 	// one when MaxTokenSize allows it.
 	val := h["Authorization"][0]
 	if len(val) < 7 || !strings.EqualFold(val[:7], "bearer ") {
-		return "", false, nil
+		return "", false, false, nil
 	}
 	token = strings.Trim(val[7:], " \t")
 	if len(token) > v.maxSize {
-		return "", false, failure(MethodJWT, ErrTokenTooLarge, "", "")
+		return "", false, false, failure(MethodJWT, ErrTokenTooLarge, "", "")
 	}
 	if len(token) <= header.MaxCredentialLen || !header.LooksLikeJWT(token) {
-		return "", false, nil
+		return "", false, false, nil
 	}
-	return token, true, nil
+	return token, true, true, nil
 }
 
 // Verify checks a token and returns its principal. Its errors wrap the
