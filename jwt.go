@@ -264,6 +264,12 @@ func (h *headerMemo) put(encoded string, hdr jwtHeader) {
 // fails, the failure is logged and the verifier is returned all the same: the
 // set is fetched again in the background and when a token needs it, and
 // until then the issuer's tokens get 503, never a pass.
+//
+// The verifier keeps copies of what it reads from opts, keys included (a
+// public key is a pointer or a slice the caller still holds): changing opts,
+// its slices or its keys afterwards changes nothing, and a configuration
+// cannot be widened behind the reviewer's back. HTTPClient is copied too;
+// its Transport and Jar, like Revocations and Logger, are used as given.
 func NewJWTVerifier(opts JWTVerifierOptions) (*JWTVerifier, error) {
 	if len(opts.Issuers) == 0 {
 		return nil, errors.New("mcpauth: JWT verifier: no trusted issuer")

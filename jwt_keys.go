@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -68,8 +69,8 @@ func newTrustedIssuer(ctx context.Context, ti *TrustedIssuer, opts *JWTVerifierO
 		skipAudience:           ti.SkipAudienceCheck,
 		requireAccessTokenType: ti.RequireAccessTokenType,
 		acceptBound:            ti.AcceptBoundTokens,
-		roleClaims:             ti.RoleClaims,
-		scopeClaims:            ti.ScopeClaims,
+		roleClaims:             slices.Clone(ti.RoleClaims),
+		scopeClaims:            slices.Clone(ti.ScopeClaims),
 		algs:                   map[string]jwt.SigningMethod{},
 	}
 	switch iss.method {
@@ -114,7 +115,11 @@ func newTrustedIssuer(ctx context.Context, ti *TrustedIssuer, opts *JWTVerifierO
 	if err != nil {
 		return nil, err
 	}
-	for _, k := range append(slices.Clone(ti.PublicKeys), pemKeys...) {
+	for _, k := range ti.PublicKeys {
+		// A key is a pointer or a slice: the caller's copy may change.
+		pemKeys = append(pemKeys, clonePublicKey(k))
+	}
+	for _, k := range pemKeys {
 		algs, err := publicKeyAlgs(k)
 		if err != nil {
 			return nil, err
@@ -252,6 +257,32 @@ func publicKeyAlgs(key any) ([]string, error) {
 		return nil, errors.New("an HMAC secret goes in Secret, not PublicKeys")
 	}
 	return nil, fmt.Errorf("unsupported public key type %T", key)
+}
+
+// clonePublicKey returns a copy of key that shares no memory with it, so
+// that a configuration changed after a constructor returns (a key's bytes,
+// an ECDSA point, an RSA modulus) changes nothing in what it built. Keys of
+// other types are returned as they are, for publicKeyAlgs to refuse.
+func clonePublicKey(key any) any {
+	cloneInt := func(i *big.Int) *big.Int {
+		if i == nil {
+			return nil
+		}
+		return new(big.Int).Set(i)
+	}
+	switch k := key.(type) {
+	case *rsa.PublicKey:
+		if k != nil {
+			return &rsa.PublicKey{N: cloneInt(k.N), E: k.E}
+		}
+	case *ecdsa.PublicKey:
+		if k != nil {
+			return &ecdsa.PublicKey{Curve: k.Curve, X: cloneInt(k.X), Y: cloneInt(k.Y)}
+		}
+	case ed25519.PublicKey:
+		return slices.Clone(k)
+	}
+	return key
 }
 
 // validECDSAPoint reports whether k is a point on its curve.
