@@ -110,7 +110,9 @@ type JWTVerifierOptions struct {
 	// default) means 5 minutes.
 	JWKSRefetchInterval time.Duration
 	// HTTPClient fetches JWKS URLs. Nil (the default) means a client with a
-	// 10-second timeout.
+	// 10-second timeout. The verifier uses a copy, and follows a redirect
+	// only as JWKSURL allows (see [TrustedIssuer]) before asking the
+	// client's own CheckRedirect, if any.
 	HTTPClient *http.Client
 
 	// Logger receives JWKS fetch failures. Nil (the default) means
@@ -163,7 +165,9 @@ type TrustedIssuer struct {
 	// JWKSURL is the issuer's JSON Web Key Set (its jwks_uri), fetched at
 	// start-up and then in the background; a token with an unknown kid
 	// triggers a fetch, at most once per JWKSRefetchInterval. When the set
-	// cannot be fetched and no fetched key matches, requests get 503.
+	// cannot be fetched and no fetched key matches, requests get 503. A
+	// fetch follows at most 3 redirects, each only to a URL that would be
+	// accepted here, and never from https to http.
 	JWKSURL string
 	// AllowHTTPJWKS accepts a JWKSURL with the http scheme on a host that
 	// is not loopback, for a provider reachable only that way inside a

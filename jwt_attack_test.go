@@ -1,6 +1,7 @@
 package mcpauth
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -13,8 +14,12 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -340,4 +345,160 @@ func publicKeysString(keys []crypto.PublicKey) string {
 		}
 	}
 	return b.String()
+}
+
+// newRedirector serves a JWKS at /jwks, redirects /hop/N to /hop/N-1 and
+// /hop/1 to /jwks (N redirects in all), and /to to the URL in its u
+// parameter. It counts the fetches of /jwks.
+func newRedirector(t *testing.T, tls bool, body []byte) (*httptest.Server, *atomic.Int32) {
+	var fetches atomic.Int32
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/jwks":
+			fetches.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(body)
+		case r.URL.Path == "/to":
+			http.Redirect(w, r, r.URL.Query().Get("u"), http.StatusFound)
+		case strings.HasPrefix(r.URL.Path, "/hop/"):
+			n, _ := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/hop/"))
+			next := "/jwks"
+			if n > 1 {
+				next = "/hop/" + strconv.Itoa(n-1)
+			}
+			http.Redirect(w, r, next+"?k=s3cret-hop", http.StatusFound)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+	var srv *httptest.Server
+	if tls {
+		srv = httptest.NewTLSServer(h)
+	} else {
+		srv = httptest.NewServer(h)
+	}
+	t.Cleanup(srv.Close)
+	return srv, &fetches
+}
+
+// TestJWKSRedirects configures JWKS URLs that redirect, and checks that the
+// verifier follows a redirect only to a URL it would accept as JWKSURL, and
+// never from https down to http, even on loopback; at most 3 of them; that
+// a caller's CheckRedirect still has its say, and the caller's client is not
+// changed; and that the log shows no URL's query.
+func TestJWKSRedirects(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	js := &jwksServer{}
+	js.set(t, map[string]any{"ec-1": &k.ec.PublicKey})
+	tlsA, fetchTLSA := newRedirector(t, true, js.body)
+	tlsB, fetchTLSB := newRedirector(t, true, js.body)
+	plainA, _ := newRedirector(t, false, js.body)
+	plainB, fetchPlainB := newRedirector(t, false, js.body)
+	to := func(from *httptest.Server, target string) string {
+		return from.URL + "/to?k=s3cret-config&u=" + url.QueryEscape(target+"?k=s3cret-target")
+	}
+	token := signToken(t, `{"alg":"ES256","kid":"ec-1"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ec)
+	errRefused := errors.New("refused by the caller")
+	tests := []struct {
+		name      string
+		jwksURL   string
+		allowHTTP bool
+		// userCheck, if set, is the caller's CheckRedirect.
+		userCheck func(*http.Request, []*http.Request) error
+		followed  bool
+		fetched   *atomic.Int32 // the JWKS server the redirect leads to
+		byCaller  bool          // the caller's CheckRedirect refuses, not the verifier
+	}{
+		{"https to http on loopback", to(tlsA, plainB.URL+"/jwks"), false, nil, false, fetchPlainB, false},
+		{"https to http with AllowHTTPJWKS", to(tlsA, plainB.URL+"/jwks"), true, nil, false, fetchPlainB, false},
+		{"https to http://localhost", to(tlsA, "http://localhost:"+port(plainB)+"/jwks"), false, nil, false, fetchPlainB, false},
+		{"http on loopback to http elsewhere", to(plainA, "http://jwks.example.com/jwks"), false, nil, false, nil, false},
+		{"https to https", to(tlsA, tlsB.URL+"/jwks"), false, nil, true, fetchTLSB, false},
+		{"http on loopback to https", to(plainA, tlsB.URL+"/jwks"), false, nil, true, fetchTLSB, false},
+		{"http on loopback to http on loopback", to(plainA, plainB.URL+"/jwks"), false, nil, true, fetchPlainB, false},
+		{"http on loopback to https to http on loopback", to(plainA, to(tlsA, plainB.URL+"/jwks")), false, nil, false, fetchPlainB, false},
+		{"three redirects", tlsA.URL + "/hop/3?k=s3cret-config", false, nil, true, fetchTLSA, false},
+		{"four redirects", tlsA.URL + "/hop/4?k=s3cret-config", false, nil, false, fetchTLSA, false},
+		{"four redirects, the caller's CheckRedirect allowing them", tlsA.URL + "/hop/4?k=s3cret-config", false,
+			func(*http.Request, []*http.Request) error { return nil }, false, fetchTLSA, false},
+		{"the caller's CheckRedirect refusing", to(tlsA, tlsB.URL+"/jwks"), false,
+			func(*http.Request, []*http.Request) error { return errRefused }, false, fetchTLSB, true},
+		{"http on loopback to https, the caller's CheckRedirect allowing", to(plainA, tlsB.URL+"/jwks"), false,
+			func(*http.Request, []*http.Request) error { return nil }, true, fetchTLSB, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var log bytes.Buffer
+			// The caller's client trusts the test servers' certificate, and
+			// its transport goes to loopback only, recording any other host.
+			var elsewhere atomic.Int32
+			base := tlsA.Client().Transport
+			var checks atomic.Int32
+			client := &http.Client{Timeout: 5 * time.Second, Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				if !isLoopback(r.URL.Hostname()) {
+					elsewhere.Add(1)
+					return nil, errors.New("not loopback")
+				}
+				return base.RoundTrip(r)
+			})}
+			if tt.userCheck != nil {
+				client.CheckRedirect = func(r *http.Request, via []*http.Request) error {
+					checks.Add(1)
+					return tt.userCheck(r, via)
+				}
+			}
+			saved := *client
+			var before int32
+			if tt.fetched != nil {
+				before = tt.fetched.Load()
+			}
+			v, err := NewJWTVerifier(JWTVerifierOptions{
+				Issuers:    []TrustedIssuer{{Issuer: issJWKS, Audiences: []string{testAudience}, JWKSURL: tt.jwksURL, AllowHTTPJWKS: tt.allowHTTP}},
+				HTTPClient: client,
+				Logger:     slog.New(slog.NewTextHandler(&log, nil)),
+				Clock:      func() time.Time { return now },
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := outcome(v, token)
+			v.Close()
+			want := "refused: jwks_unavailable"
+			if tt.followed {
+				want = "ok: sub=alice method=jwt roles=[admin] scopes=[tools:read tools:write]"
+			}
+			if got != want {
+				t.Errorf("Verify: %q, want %q", got, want)
+			}
+			if tt.fetched != nil {
+				if n := tt.fetched.Load() - before; (n > 0) != tt.followed {
+					t.Errorf("the redirect's target was fetched %d times", n)
+				}
+			}
+			if n := elsewhere.Load(); n > 0 {
+				t.Errorf("%d requests went to a host that is not loopback", n)
+			}
+			if tt.userCheck != nil && checks.Load() == 0 {
+				t.Error("the caller's CheckRedirect was not called")
+			}
+			if (client.CheckRedirect == nil) != (saved.CheckRedirect == nil) || client.Transport == nil || client.Timeout != saved.Timeout || client.Jar != saved.Jar {
+				t.Error("NewJWTVerifier changed the caller's http.Client")
+			}
+			if !tt.followed && !strings.Contains(log.String(), "JWKS fetch failed") {
+				t.Errorf("the refused fetch was not logged: %q", log.String())
+			}
+			if refusedByUs := !tt.followed && !tt.byCaller; refusedByUs != strings.Contains(log.String(), `reason="redirect refused"`) {
+				t.Errorf("the log does not say whether the redirect was refused: %q", log.String())
+			}
+			if strings.Contains(log.String(), "s3cret") {
+				t.Errorf("the log holds a URL's query: %q", log.String())
+			}
+		})
+	}
+}
+
+func port(s *httptest.Server) string {
+	u, _ := url.Parse(s.URL)
+	return u.Port()
 }

@@ -132,12 +132,11 @@ func newTrustedIssuer(ctx context.Context, ti *TrustedIssuer, opts *JWTVerifierO
 			return nil, errors.New("set JWKSURL or local keys, not both")
 		}
 		u, err := url.Parse(ti.JWKSURL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		if err != nil {
 			return nil, errors.New("JWKSURL is not an http(s) URL")
 		}
-		// Whoever can change the key set in transit can sign tokens.
-		if u.Scheme == "http" && !isLoopback(u.Hostname()) && !ti.AllowHTTPJWKS {
-			return nil, errors.New("JWKSURL is plain http to a host that is not loopback (use https, or set AllowHTTPJWKS)")
+		if err := checkJWKSURL(u, ti.AllowHTTPJWKS); err != nil {
+			return nil, err
 		}
 		// A JWKS is public, so it never holds HMAC keys worth trusting.
 		possible = asymAlgs
@@ -158,7 +157,7 @@ func newTrustedIssuer(ctx context.Context, ti *TrustedIssuer, opts *JWTVerifierO
 		return nil, errors.New("no algorithm allowed")
 	}
 	if ti.JWKSURL != "" {
-		iss.jwks, err = newJWKSSource(ctx, ti.Issuer, ti.JWKSURL, opts, logger)
+		iss.jwks, err = newJWKSSource(ctx, ti.Issuer, ti.JWKSURL, ti.AllowHTTPJWKS, opts, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -368,15 +367,17 @@ type jwksKey struct {
 	key any
 }
 
-func newJWKSSource(ctx context.Context, issuer, u string, opts *JWTVerifierOptions, logger *slog.Logger) (*jwksSource, error) {
+func newJWKSSource(ctx context.Context, issuer, u string, allowHTTP bool, opts *JWTVerifierOptions, logger *slog.Logger) (*jwksSource, error) {
 	s := &jwksSource{url: logURL(u), logger: logger, issuer: issuer}
 	s.index.Store(&jwksIndex{})
 	client := &http.Client{Timeout: defaultJWKSTimeout}
 	if opts.HTTPClient != nil {
+		// A copy: the caller's client is theirs, and may serve others.
 		c := *opts.HTTPClient
 		client = &c
 	}
 	client.Transport = limitBody{client.Transport}
+	client.CheckRedirect = jwksRedirectPolicy(allowHTTP, client.CheckRedirect)
 	refresh := opts.JWKSRefreshInterval
 	if refresh == 0 {
 		refresh = defaultJWKSRefresh
@@ -419,6 +420,48 @@ func newJWKSSource(ctx context.Context, issuer, u string, opts *JWTVerifierOptio
 	return s, nil
 }
 
+// checkJWKSURL says whether u may serve a key set: an http(s) URL with a
+// host, and plain http only to loopback unless allowHTTP.
+func checkJWKSURL(u *url.URL, allowHTTP bool) error {
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return errors.New("JWKSURL is not an http(s) URL")
+	}
+	// Whoever can change the key set in transit can sign tokens.
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) && !allowHTTP {
+		return errors.New("JWKSURL is plain http to a host that is not loopback (use https, or set AllowHTTPJWKS)")
+	}
+	return nil
+}
+
+// maxJWKSRedirects bounds the redirects a JWKS fetch follows (net/http's
+// own limit is 10). A provider's jwks_uri rarely redirects at all.
+const maxJWKSRedirects = 3
+
+var errJWKSRedirect = errors.New("mcpauth: JWKS redirect refused")
+
+// jwksRedirectPolicy is the CheckRedirect of JWKS fetches. net/http follows
+// redirects anywhere, https to plain http included, which would let whoever
+// can answer the one request with a redirect hand the verifier a key set
+// over a connection anyone on the path can change. A redirect is followed
+// only to a URL that checkJWKSURL accepts as JWKSURL, never from https to
+// http (even on loopback, even with AllowHTTPJWKS), and at most
+// maxJWKSRedirects times; then next, the caller's own CheckRedirect, if any,
+// has its say.
+func jwksRedirectPolicy(allowHTTP bool, next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if len(via) > maxJWKSRedirects || checkJWKSURL(req.URL, allowHTTP) != nil {
+			return errJWKSRedirect
+		}
+		if req.URL.Scheme != "https" && slices.ContainsFunc(via, func(r *http.Request) bool { return r.URL.Scheme == "https" }) {
+			return errJWKSRedirect
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		return nil
+	}
+}
+
 // logURL is a JWKS URL as the log shows it: without the user information,
 // query and fragment, which may hold credentials (a password, an API key).
 func logURL(raw string) string {
@@ -430,11 +473,15 @@ func logURL(raw string) string {
 	return u.String()
 }
 
-func (s *jwksSource) fetchFailed(ctx context.Context, _ error) {
+func (s *jwksSource) fetchFailed(ctx context.Context, err error) {
 	s.failed.Store(true)
-	// The error text may quote the response; the URL and the fact suffice.
-	s.logger.LogAttrs(ctx, slog.LevelError, "mcpauth: JWKS fetch failed",
-		slog.String("issuer", s.issuer), slog.String("jwks_url", s.url))
+	// The error text may quote the response, or a redirect's URL with its
+	// query; the URL as configured (see logURL) and the fact suffice.
+	attrs := []slog.Attr{slog.String("issuer", s.issuer), slog.String("jwks_url", s.url)}
+	if errors.Is(err, errJWKSRedirect) {
+		attrs = append(attrs, slog.String("reason", "redirect refused"))
+	}
+	s.logger.LogAttrs(ctx, slog.LevelError, "mcpauth: JWKS fetch failed", attrs...)
 }
 
 // indexStorage is the jwkset storage behind a JWKS URL; every successful
