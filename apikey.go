@@ -275,8 +275,8 @@ func (k *APIKeys) Authenticate(r *http.Request) (*Principal, error) {
 		return nil, failure(MethodAPIKey, ErrMalformed, "", "bad X-API-Key header")
 	}
 	if !present {
-		token, _, ok, _ := header.Bearer(r.Header)
-		if !ok || header.LooksLikeJWT(token) {
+		token, _, ok, _, jwt := header.BearerJWT(r.Header)
+		if !ok || jwt {
 			return nil, ErrNoCredentials
 		}
 		key = token

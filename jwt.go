@@ -110,7 +110,9 @@ type JWTVerifierOptions struct {
 	// default) means 5 minutes.
 	JWKSRefetchInterval time.Duration
 	// HTTPClient fetches JWKS URLs. Nil (the default) means a client with a
-	// 10-second timeout.
+	// 10-second timeout. The verifier uses a copy, and follows a redirect
+	// only as JWKSURL allows (see [TrustedIssuer]) before asking the
+	// client's own CheckRedirect, if any.
 	HTTPClient *http.Client
 
 	// Logger receives JWKS fetch failures. Nil (the default) means
@@ -163,7 +165,9 @@ type TrustedIssuer struct {
 	// JWKSURL is the issuer's JSON Web Key Set (its jwks_uri), fetched at
 	// start-up and then in the background; a token with an unknown kid
 	// triggers a fetch, at most once per JWKSRefetchInterval. When the set
-	// cannot be fetched and no fetched key matches, requests get 503.
+	// cannot be fetched and no fetched key matches, requests get 503. A
+	// fetch follows at most 3 redirects, each only to a URL that would be
+	// accepted here, and never from https to http.
 	JWKSURL string
 	// AllowHTTPJWKS accepts a JWKSURL with the http scheme on a host that
 	// is not loopback, for a provider reachable only that way inside a
@@ -264,6 +268,12 @@ func (h *headerMemo) put(encoded string, hdr jwtHeader) {
 // fails, the failure is logged and the verifier is returned all the same: the
 // set is fetched again in the background and when a token needs it, and
 // until then the issuer's tokens get 503, never a pass.
+//
+// The verifier keeps copies of what it reads from opts, keys included (a
+// public key is a pointer or a slice the caller still holds): changing opts,
+// its slices or its keys afterwards changes nothing, and a configuration
+// cannot be widened behind the reviewer's back. HTTPClient is copied too;
+// its Transport and Jar, like Revocations and Logger, are used as given.
 func NewJWTVerifier(opts JWTVerifierOptions) (*JWTVerifier, error) {
 	if len(opts.Issuers) == 0 {
 		return nil, errors.New("mcpauth: JWT verifier: no trusted issuer")
@@ -332,11 +342,11 @@ func (v *JWTVerifier) Authenticate(r *http.Request) (*Principal, error) {
 	if v == nil {
 		return nil, failure(MethodJWT, ErrUnavailable, "", "not configured")
 	}
-	token, ok, err := v.bearer(r.Header)
+	token, jwt, ok, err := v.bearer(r.Header)
 	if err != nil {
 		return nil, err
 	}
-	if !ok || !(header.LooksLikeJWT(token) || unsecuredJWT(token)) {
+	if !ok || !(jwt || unsecuredJWT(token)) {
 		return nil, ErrNoCredentials
 	}
 	return v.Verify(r.Context(), token)
@@ -359,33 +369,35 @@ func unsecuredJWT(s string) bool {
 	return err == nil
 }
 
-// bearer extracts a bearer token, measuring its size before anything else.
-func (v *JWTVerifier) bearer(h http.Header) (string, bool, error) {
-	token, present, ok, _ := header.Bearer(h)
+// bearer extracts a bearer token, measuring its size before anything else,
+// and reports whether it looks like a JWT (header.LooksLikeJWT), found out
+// in the same pass over the token that checks it.
+func (v *JWTVerifier) bearer(h http.Header) (token string, jwt, ok bool, err error) {
+	token, present, ok, _, jwt := header.BearerJWT(h)
 	if ok {
 		if len(token) > v.maxSize {
-			return "", false, failure(MethodJWT, ErrTokenTooLarge, "", "")
+			return "", false, false, failure(MethodJWT, ErrTokenTooLarge, "", "")
 		}
-		return token, true, nil
+		return token, jwt, true, nil
 	}
 	if !present || len(h["Authorization"]) != 1 {
-		return "", false, nil
+		return "", false, false, nil
 	}
 	// header.Bearer refuses values longer than header.MaxCredentialLen. Tell
 	// an oversized bearer token apart from other schemes, and accept a long
 	// one when MaxTokenSize allows it.
 	val := h["Authorization"][0]
 	if len(val) < 7 || !strings.EqualFold(val[:7], "bearer ") {
-		return "", false, nil
+		return "", false, false, nil
 	}
 	token = strings.Trim(val[7:], " \t")
 	if len(token) > v.maxSize {
-		return "", false, failure(MethodJWT, ErrTokenTooLarge, "", "")
+		return "", false, false, failure(MethodJWT, ErrTokenTooLarge, "", "")
 	}
 	if len(token) <= header.MaxCredentialLen || !header.LooksLikeJWT(token) {
-		return "", false, nil
+		return "", false, false, nil
 	}
-	return token, true, nil
+	return token, true, true, nil
 }
 
 // Verify checks a token and returns its principal. Its errors wrap the

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -68,8 +69,8 @@ func newTrustedIssuer(ctx context.Context, ti *TrustedIssuer, opts *JWTVerifierO
 		skipAudience:           ti.SkipAudienceCheck,
 		requireAccessTokenType: ti.RequireAccessTokenType,
 		acceptBound:            ti.AcceptBoundTokens,
-		roleClaims:             ti.RoleClaims,
-		scopeClaims:            ti.ScopeClaims,
+		roleClaims:             slices.Clone(ti.RoleClaims),
+		scopeClaims:            slices.Clone(ti.ScopeClaims),
 		algs:                   map[string]jwt.SigningMethod{},
 	}
 	switch iss.method {
@@ -114,7 +115,11 @@ func newTrustedIssuer(ctx context.Context, ti *TrustedIssuer, opts *JWTVerifierO
 	if err != nil {
 		return nil, err
 	}
-	for _, k := range append(slices.Clone(ti.PublicKeys), pemKeys...) {
+	for _, k := range ti.PublicKeys {
+		// A key is a pointer or a slice: the caller's copy may change.
+		pemKeys = append(pemKeys, clonePublicKey(k))
+	}
+	for _, k := range pemKeys {
 		algs, err := publicKeyAlgs(k)
 		if err != nil {
 			return nil, err
@@ -127,12 +132,11 @@ func newTrustedIssuer(ctx context.Context, ti *TrustedIssuer, opts *JWTVerifierO
 			return nil, errors.New("set JWKSURL or local keys, not both")
 		}
 		u, err := url.Parse(ti.JWKSURL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		if err != nil {
 			return nil, errors.New("JWKSURL is not an http(s) URL")
 		}
-		// Whoever can change the key set in transit can sign tokens.
-		if u.Scheme == "http" && !isLoopback(u.Hostname()) && !ti.AllowHTTPJWKS {
-			return nil, errors.New("JWKSURL is plain http to a host that is not loopback (use https, or set AllowHTTPJWKS)")
+		if err := checkJWKSURL(u, ti.AllowHTTPJWKS); err != nil {
+			return nil, err
 		}
 		// A JWKS is public, so it never holds HMAC keys worth trusting.
 		possible = asymAlgs
@@ -153,7 +157,7 @@ func newTrustedIssuer(ctx context.Context, ti *TrustedIssuer, opts *JWTVerifierO
 		return nil, errors.New("no algorithm allowed")
 	}
 	if ti.JWKSURL != "" {
-		iss.jwks, err = newJWKSSource(ctx, ti.Issuer, ti.JWKSURL, opts, logger)
+		iss.jwks, err = newJWKSSource(ctx, ti.Issuer, ti.JWKSURL, ti.AllowHTTPJWKS, opts, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -254,6 +258,32 @@ func publicKeyAlgs(key any) ([]string, error) {
 	return nil, fmt.Errorf("unsupported public key type %T", key)
 }
 
+// clonePublicKey returns a copy of key that shares no memory with it, so
+// that a configuration changed after a constructor returns (a key's bytes,
+// an ECDSA point, an RSA modulus) changes nothing in what it built. Keys of
+// other types are returned as they are, for publicKeyAlgs to refuse.
+func clonePublicKey(key any) any {
+	cloneInt := func(i *big.Int) *big.Int {
+		if i == nil {
+			return nil
+		}
+		return new(big.Int).Set(i)
+	}
+	switch k := key.(type) {
+	case *rsa.PublicKey:
+		if k != nil {
+			return &rsa.PublicKey{N: cloneInt(k.N), E: k.E}
+		}
+	case *ecdsa.PublicKey:
+		if k != nil {
+			return &ecdsa.PublicKey{Curve: k.Curve, X: cloneInt(k.X), Y: cloneInt(k.Y)}
+		}
+	case ed25519.PublicKey:
+		return slices.Clone(k)
+	}
+	return key
+}
+
 // validECDSAPoint reports whether k is a point on its curve.
 func validECDSAPoint(k *ecdsa.PublicKey) bool {
 	if k == nil || k.Curve == nil || k.X == nil || k.Y == nil {
@@ -337,15 +367,17 @@ type jwksKey struct {
 	key any
 }
 
-func newJWKSSource(ctx context.Context, issuer, u string, opts *JWTVerifierOptions, logger *slog.Logger) (*jwksSource, error) {
+func newJWKSSource(ctx context.Context, issuer, u string, allowHTTP bool, opts *JWTVerifierOptions, logger *slog.Logger) (*jwksSource, error) {
 	s := &jwksSource{url: logURL(u), logger: logger, issuer: issuer}
 	s.index.Store(&jwksIndex{})
 	client := &http.Client{Timeout: defaultJWKSTimeout}
 	if opts.HTTPClient != nil {
+		// A copy: the caller's client is theirs, and may serve others.
 		c := *opts.HTTPClient
 		client = &c
 	}
 	client.Transport = limitBody{client.Transport}
+	client.CheckRedirect = jwksRedirectPolicy(allowHTTP, client.CheckRedirect)
 	refresh := opts.JWKSRefreshInterval
 	if refresh == 0 {
 		refresh = defaultJWKSRefresh
@@ -388,6 +420,48 @@ func newJWKSSource(ctx context.Context, issuer, u string, opts *JWTVerifierOptio
 	return s, nil
 }
 
+// checkJWKSURL says whether u may serve a key set: an http(s) URL with a
+// host, and plain http only to loopback unless allowHTTP.
+func checkJWKSURL(u *url.URL, allowHTTP bool) error {
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return errors.New("JWKSURL is not an http(s) URL")
+	}
+	// Whoever can change the key set in transit can sign tokens.
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) && !allowHTTP {
+		return errors.New("JWKSURL is plain http to a host that is not loopback (use https, or set AllowHTTPJWKS)")
+	}
+	return nil
+}
+
+// maxJWKSRedirects bounds the redirects a JWKS fetch follows (net/http's
+// own limit is 10). A provider's jwks_uri rarely redirects at all.
+const maxJWKSRedirects = 3
+
+var errJWKSRedirect = errors.New("mcpauth: JWKS redirect refused")
+
+// jwksRedirectPolicy is the CheckRedirect of JWKS fetches. net/http follows
+// redirects anywhere, https to plain http included, which would let whoever
+// can answer the one request with a redirect hand the verifier a key set
+// over a connection anyone on the path can change. A redirect is followed
+// only to a URL that checkJWKSURL accepts as JWKSURL, never from https to
+// http (even on loopback, even with AllowHTTPJWKS), and at most
+// maxJWKSRedirects times; then next, the caller's own CheckRedirect, if any,
+// has its say.
+func jwksRedirectPolicy(allowHTTP bool, next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if len(via) > maxJWKSRedirects || checkJWKSURL(req.URL, allowHTTP) != nil {
+			return errJWKSRedirect
+		}
+		if req.URL.Scheme != "https" && slices.ContainsFunc(via, func(r *http.Request) bool { return r.URL.Scheme == "https" }) {
+			return errJWKSRedirect
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		return nil
+	}
+}
+
 // logURL is a JWKS URL as the log shows it: without the user information,
 // query and fragment, which may hold credentials (a password, an API key).
 func logURL(raw string) string {
@@ -399,11 +473,15 @@ func logURL(raw string) string {
 	return u.String()
 }
 
-func (s *jwksSource) fetchFailed(ctx context.Context, _ error) {
+func (s *jwksSource) fetchFailed(ctx context.Context, err error) {
 	s.failed.Store(true)
-	// The error text may quote the response; the URL and the fact suffice.
-	s.logger.LogAttrs(ctx, slog.LevelError, "mcpauth: JWKS fetch failed",
-		slog.String("issuer", s.issuer), slog.String("jwks_url", s.url))
+	// The error text may quote the response, or a redirect's URL with its
+	// query; the URL as configured (see logURL) and the fact suffice.
+	attrs := []slog.Attr{slog.String("issuer", s.issuer), slog.String("jwks_url", s.url)}
+	if errors.Is(err, errJWKSRedirect) {
+		attrs = append(attrs, slog.String("reason", "redirect refused"))
+	}
+	s.logger.LogAttrs(ctx, slog.LevelError, "mcpauth: JWKS fetch failed", attrs...)
 }
 
 // indexStorage is the jwkset storage behind a JWKS URL; every successful
