@@ -36,9 +36,9 @@ const (
 	keyChecksumLen = 6  // base62 characters of a CRC-32C: 62^6 > 2^32
 	generatedLen   = len(APIKeyPrefix) + keyRandomLen + keyChecksumLen
 
-	// MinAPIKeyLen is the shortest key [NewAPIKeys] accepts. A short key can
+	// minAPIKeyLen is the shortest key NewAPIKeys accepts. A short key can
 	// be guessed; generate keys with [GenerateAPIKey].
-	MinAPIKeyLen = 16
+	minAPIKeyLen = 16
 )
 
 // Bounds on what one key carries. Its subject and roles go into every audit
@@ -67,7 +67,7 @@ const EnvAPIKeys = "MCP_API_KEYS"
 // check it and copy what they keep, so the caller may reuse or change its
 // slices afterwards.
 type APIKey struct {
-	// Key is the secret: at least [MinAPIKeyLen] bytes of printable ASCII
+	// Key is the secret: at least 16 bytes of printable ASCII
 	// without spaces, not beginning or ending with a quote (' " `). It is
 	// hashed at once; APIKeys never keeps it.
 	Key string
@@ -114,7 +114,7 @@ type keyEntry struct {
 }
 
 // NewAPIKeys returns an authenticator for the keys. It returns an error for a
-// key shorter than [MinAPIKeyLen], one with characters other than printable
+// key shorter than 16, one with characters other than printable
 // ASCII, a generated key whose checksum is wrong, or a key given twice. The
 // error names the key by position, never by its text.
 func NewAPIKeys(keys ...APIKey) (*APIKeys, error) {
@@ -255,10 +255,10 @@ func HashAPIKey(key string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// APIKeyID returns a key's public identifier: the first 12 hex digits of its
+// apiKeyID returns a key's public identifier: the first 12 hex digits of its
 // SHA-256. Audit events and [APIKeys.RevokeID] use it; it does not reveal the
 // key.
-func APIKeyID(key string) string {
+func apiKeyID(key string) string {
 	sum := sha256.Sum256([]byte(key))
 	return keyID(&sum)
 }
@@ -336,7 +336,7 @@ func (k *APIKeys) Revoke(key string) bool {
 	return true
 }
 
-// RevokeID revokes every key whose [APIKeyID] is id, for an operator who
+// RevokeID revokes every key whose API-key ID is id, for an operator who
 // knows a key from the audit log but not its secret. It returns how many keys
 // it revoked.
 func (k *APIKeys) RevokeID(id string) int {
@@ -432,7 +432,7 @@ func newKeyEntry(key APIKey) (*keyEntry, error) {
 
 // The errors of checkKeyText that ParseAPIKeys adds a hint to.
 var (
-	errKeyShort    = fmt.Errorf("the key is shorter than %d characters", MinAPIKeyLen)
+	errKeyShort    = fmt.Errorf("the key is shorter than %d characters", minAPIKeyLen)
 	errKeyChecksum = errors.New("the key has the prefix of a generated key but a wrong checksum")
 	errKeySpace    = errors.New("the key contains white space")
 )
@@ -458,7 +458,7 @@ func checkKeyText(key string) error {
 		}
 		return errors.New("the key has characters other than printable ASCII")
 	}
-	if len(key) < MinAPIKeyLen {
+	if len(key) < minAPIKeyLen {
 		return errKeyShort
 	}
 	if strings.HasPrefix(key, APIKeyPrefix) && !validChecksum(key) {

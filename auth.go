@@ -17,7 +17,6 @@ const (
 	MethodAPIKey Method = "apikey"
 	MethodJWT    Method = "jwt"
 	MethodOAuth  Method = "oauth"
-	MethodMTLS   Method = "mtls"
 )
 
 // A Principal is the authenticated caller of one request.
@@ -68,17 +67,6 @@ func (p *Principal) UserID() string {
 	// An issuer identifier has no fragment (RFC 8414 §2), so '#' cannot be
 	// part of it and the two halves cannot be confused.
 	return string(p.Method) + ":" + p.Issuer + "#" + p.Subject
-}
-
-// HasRole reports whether the principal holds the role directly. Role
-// inheritance is the guard's business, not the principal's.
-func (p *Principal) HasRole(role string) bool {
-	for _, r := range p.Roles {
-		if r == role {
-			return true
-		}
-	}
-	return false
 }
 
 // HasScope reports whether the principal was granted the scope.

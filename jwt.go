@@ -26,24 +26,24 @@ import (
 // description of its own; the class's reason is in the audit event. The token
 // never is.
 var (
-	ErrTokenExpired      error = &errorClass{msg: "mcpauth: token expired", reason: "token_expired", desc: "The access token has expired.", parent: ErrExpired}
-	ErrTokenNotYetValid  error = &errorClass{msg: "mcpauth: token not yet valid", reason: "token_not_yet_valid", desc: "The access token is not valid yet.", parent: ErrInvalidCredentials}
-	ErrTokenSignature    error = &errorClass{msg: "mcpauth: bad token signature", reason: "bad_signature", desc: "The access token signature is invalid.", parent: ErrInvalidCredentials}
-	ErrTokenAlgorithm    error = &errorClass{msg: "mcpauth: token algorithm not accepted", reason: "bad_algorithm", desc: "The access token signing algorithm is not accepted.", parent: ErrInvalidCredentials}
-	ErrTokenUnknownKey   error = &errorClass{msg: "mcpauth: token signed with an unknown key", reason: "unknown_key", desc: "The access token was signed with an unknown key.", parent: ErrInvalidCredentials}
-	ErrTokenIssuer       error = &errorClass{msg: "mcpauth: token issuer not trusted", reason: "wrong_issuer", desc: "The access token issuer is not trusted.", parent: ErrInvalidCredentials}
-	ErrTokenAudience     error = &errorClass{msg: "mcpauth: token audience mismatch", reason: "wrong_audience", desc: "The access token is not meant for this resource.", parent: ErrInvalidCredentials}
-	ErrTokenBound        error = &errorClass{msg: "mcpauth: sender-constrained token used as a bearer token", reason: "bound_token", desc: "The access token is bound to a key this request does not prove.", parent: ErrInvalidCredentials}
-	ErrTokenType         error = &errorClass{msg: "mcpauth: not an access token", reason: "wrong_token_type", desc: "The token is not an access token.", parent: ErrInvalidCredentials}
-	ErrTokenMalformed    error = &errorClass{msg: "mcpauth: malformed token", reason: "malformed_token", desc: "The access token is malformed.", parent: ErrMalformed}
-	ErrTokenTooLarge     error = &errorClass{msg: "mcpauth: token too large", reason: "token_too_large", desc: "The access token is too large.", parent: ErrMalformed}
+	errTokenExpired      error = &errorClass{msg: "mcpauth: token expired", reason: "token_expired", desc: "The access token has expired.", parent: ErrExpired}
+	errTokenNotYetValid  error = &errorClass{msg: "mcpauth: token not yet valid", reason: "token_not_yet_valid", desc: "The access token is not valid yet.", parent: ErrInvalidCredentials}
+	errTokenSignature    error = &errorClass{msg: "mcpauth: bad token signature", reason: "bad_signature", desc: "The access token signature is invalid.", parent: ErrInvalidCredentials}
+	errTokenAlgorithm    error = &errorClass{msg: "mcpauth: token algorithm not accepted", reason: "bad_algorithm", desc: "The access token signing algorithm is not accepted.", parent: ErrInvalidCredentials}
+	errTokenUnknownKey   error = &errorClass{msg: "mcpauth: token signed with an unknown key", reason: "unknown_key", desc: "The access token was signed with an unknown key.", parent: ErrInvalidCredentials}
+	errTokenIssuer       error = &errorClass{msg: "mcpauth: token issuer not trusted", reason: "wrong_issuer", desc: "The access token issuer is not trusted.", parent: ErrInvalidCredentials}
+	errTokenAudience     error = &errorClass{msg: "mcpauth: token audience mismatch", reason: "wrong_audience", desc: "The access token is not meant for this resource.", parent: ErrInvalidCredentials}
+	errTokenBound        error = &errorClass{msg: "mcpauth: sender-constrained token used as a bearer token", reason: "bound_token", desc: "The access token is bound to a key this request does not prove.", parent: ErrInvalidCredentials}
+	errTokenType         error = &errorClass{msg: "mcpauth: not an access token", reason: "wrong_token_type", desc: "The token is not an access token.", parent: ErrInvalidCredentials}
+	errTokenMalformed    error = &errorClass{msg: "mcpauth: malformed token", reason: "malformed_token", desc: "The access token is malformed.", parent: ErrMalformed}
+	errTokenTooLarge     error = &errorClass{msg: "mcpauth: token too large", reason: "token_too_large", desc: "The access token is too large.", parent: ErrMalformed}
 	errTokenUnavailable  error = &errorClass{msg: "mcpauth: token keys unavailable", reason: "jwks_unavailable", desc: "Authentication is temporarily unavailable.", parent: ErrUnavailable}
 	errRevocationsFailed error = &errorClass{msg: "mcpauth: revocation store unavailable", reason: "revocations_unavailable", desc: "Authentication is temporarily unavailable.", parent: ErrUnavailable}
 )
 
-// DefaultMaxTokenSize is the largest token a [JWTVerifier] reads unless
+// defaultMaxTokenSize is the largest token a JWTVerifier reads unless
 // configured otherwise.
-const DefaultMaxTokenSize = 8 << 10
+const defaultMaxTokenSize = 8 << 10
 
 const (
 	defaultCacheTTL      = 5 * time.Minute
@@ -78,7 +78,7 @@ type JWTVerifierOptions struct {
 
 	// MaxTokenSize is the largest token, in bytes, that is read at all;
 	// larger ones are refused before any decoding. Zero (the default) means
-	// [DefaultMaxTokenSize].
+	// 8 KiB.
 	MaxTokenSize int
 
 	// CacheTTL is how long a verified token is remembered (never past its
@@ -287,7 +287,7 @@ func NewJWTVerifier(opts JWTVerifierOptions) (*JWTVerifier, error) {
 		logger:      opts.Logger,
 	}
 	if v.maxSize == 0 {
-		v.maxSize = DefaultMaxTokenSize
+		v.maxSize = defaultMaxTokenSize
 	}
 	if v.now == nil {
 		v.now = time.Now
@@ -372,7 +372,7 @@ func (v *JWTVerifier) bearer(h http.Header) (token string, jwt, ok bool, err err
 	token, present, ok, _, jwt := header.BearerJWT(h)
 	if ok {
 		if len(token) > v.maxSize {
-			return "", false, false, failure(MethodJWT, ErrTokenTooLarge, "", "")
+			return "", false, false, failure(MethodJWT, errTokenTooLarge, "", "")
 		}
 		return token, jwt, true, nil
 	}
@@ -388,7 +388,7 @@ func (v *JWTVerifier) bearer(h http.Header) (token string, jwt, ok bool, err err
 	}
 	token = strings.Trim(val[7:], " \t")
 	if len(token) > v.maxSize {
-		return "", false, false, failure(MethodJWT, ErrTokenTooLarge, "", "")
+		return "", false, false, failure(MethodJWT, errTokenTooLarge, "", "")
 	}
 	if len(token) <= header.MaxCredentialLen || !header.LooksLikeJWT(token) {
 		return "", false, false, nil
@@ -397,14 +397,14 @@ func (v *JWTVerifier) bearer(h http.Header) (token string, jwt, ok bool, err err
 }
 
 // Verify checks a token and returns its principal. Its errors wrap the
-// package's error classes (see [ErrTokenExpired] and its siblings), and the
+// package's error classes (see [errTokenExpired] and its siblings), and the
 // error text never contains the token.
 //
 // Verify is what Authenticate calls; use it directly to check a token that
 // did not come in an HTTP header.
 func (v *JWTVerifier) Verify(ctx context.Context, token string) (*Principal, error) {
 	if len(token) > v.maxSize {
-		return nil, failure(MethodJWT, ErrTokenTooLarge, "", "")
+		return nil, failure(MethodJWT, errTokenTooLarge, "", "")
 	}
 	now := v.now()
 	var sum [32]byte
@@ -525,14 +525,14 @@ func (v *JWTVerifier) verify(token string, now time.Time, checkTime bool) (*veri
 		return nil, failure(MethodJWT, class, "", detail)
 	}
 	if len(token) > v.maxSize {
-		return fail(ErrTokenTooLarge, "")
+		return fail(errTokenTooLarge, "")
 	}
 	dot1 := strings.IndexByte(token, '.')
 	dot2 := strings.LastIndexByte(token, '.')
 	// An empty signature is let through to here so that an unsecured token
 	// (alg "none") is refused as such, below.
 	if dot1 <= 0 || dot2 == dot1 || strings.IndexByte(token[dot1+1:dot2], '.') >= 0 {
-		return fail(ErrTokenMalformed, "not three segments")
+		return fail(errTokenMalformed, "not three segments")
 	}
 
 	// The header.
@@ -540,18 +540,18 @@ func (v *JWTVerifier) verify(token string, now time.Time, checkTime bool) (*veri
 	if !ok {
 		rawHeader, err := jose.DecodeSegment(token[:dot1], maxDecodedJSONHeader)
 		if err != nil {
-			return fail(ErrTokenMalformed, "bad header encoding")
+			return fail(errTokenMalformed, "bad header encoding")
 		}
 		if hdr, err = parseHeader(rawHeader); err != nil {
-			return fail(ErrTokenMalformed, err.Error())
+			return fail(errTokenMalformed, err.Error())
 		}
 		v.headers.put(token[:dot1], hdr)
 	}
 	if hdr.alg == "none" || hdr.alg == "" {
-		return fail(ErrTokenAlgorithm, "alg none")
+		return fail(errTokenAlgorithm, "alg none")
 	}
 	if hdr.typ == typOther {
-		return fail(ErrTokenType, "unexpected typ")
+		return fail(errTokenType, "unexpected typ")
 	}
 
 	// The claims, read before the signature is checked because they name
@@ -559,19 +559,19 @@ func (v *JWTVerifier) verify(token string, now time.Time, checkTime bool) (*veri
 	// the size limit bounds them, and jose.DecodeObject bounds their nesting.
 	rawClaims, err := jose.DecodeSegment(token[dot1+1:dot2], v.maxSize)
 	if err != nil {
-		return fail(ErrTokenMalformed, "bad claims encoding")
+		return fail(errTokenMalformed, "bad claims encoding")
 	}
 	claims, err := jose.DecodeObject(rawClaims, maxJSONDepth)
 	if err != nil {
-		return fail(ErrTokenMalformed, err.Error())
+		return fail(errTokenMalformed, err.Error())
 	}
 	issClaim, ok := claims["iss"].(string)
 	if !ok {
-		return fail(ErrTokenIssuer, "no iss")
+		return fail(errTokenIssuer, "no iss")
 	}
 	iss := v.issuers[issClaim]
 	if iss == nil {
-		return fail(ErrTokenIssuer, "untrusted iss")
+		return fail(errTokenIssuer, "untrusted iss")
 	}
 	keyID := hdr.kid
 	if keyID == "" {
@@ -583,20 +583,20 @@ func (v *JWTVerifier) verify(token string, now time.Time, checkTime bool) (*veri
 	}
 
 	if iss.requireAccessTokenType && hdr.typ != typAccessToken {
-		return fail(ErrTokenType, "typ not at+jwt")
+		return fail(errTokenType, "typ not at+jwt")
 	}
 
 	// The signature.
 	method := iss.algorithm(hdr.alg)
 	if method == nil {
-		return fail(ErrTokenAlgorithm, "algorithm not allowed")
+		return fail(errTokenAlgorithm, "algorithm not allowed")
 	}
 	sig, err := jose.DecodeSegment(token[dot2+1:], v.maxSize)
 	if err != nil {
-		return fail(ErrTokenMalformed, "bad signature encoding")
+		return fail(errTokenMalformed, "bad signature encoding")
 	}
 	if len(sig) == 0 {
-		return fail(ErrTokenSignature, "no signature")
+		return fail(errTokenSignature, "no signature")
 	}
 	if detail, class := iss.verifySignature(method, hdr, token[:dot2], sig); class != nil {
 		return fail(class, detail)
@@ -606,46 +606,46 @@ func (v *JWTVerifier) verify(token string, now time.Time, checkTime bool) (*veri
 	var exp time.Time
 	switch t, present, ok := jose.NumericDate(claims, "exp"); {
 	case !ok:
-		return fail(ErrTokenMalformed, "bad exp")
+		return fail(errTokenMalformed, "bad exp")
 	case !present && !v.allowNoExp:
-		return fail(ErrTokenMalformed, "no exp")
+		return fail(errTokenMalformed, "no exp")
 	case present:
 		exp = t
 		if checkTime && !now.Before(t.Add(v.leeway)) {
-			return fail(ErrTokenExpired, "")
+			return fail(errTokenExpired, "")
 		}
 	}
 	if t, present, ok := jose.NumericDate(claims, "nbf"); !ok {
-		return fail(ErrTokenMalformed, "bad nbf")
+		return fail(errTokenMalformed, "bad nbf")
 	} else if present && checkTime && now.Add(v.leeway).Before(t) {
-		return fail(ErrTokenNotYetValid, "nbf in the future")
+		return fail(errTokenNotYetValid, "nbf in the future")
 	}
 	if t, present, ok := jose.NumericDate(claims, "iat"); !ok {
-		return fail(ErrTokenMalformed, "bad iat")
+		return fail(errTokenMalformed, "bad iat")
 	} else if present && checkTime && now.Add(v.leeway).Before(t) {
-		return fail(ErrTokenNotYetValid, "iat in the future")
+		return fail(errTokenNotYetValid, "iat in the future")
 	}
 	if !iss.skipAudience {
 		aud, ok := jose.Audience(claims["aud"])
 		if !ok {
-			return fail(ErrTokenMalformed, "bad aud")
+			return fail(errTokenMalformed, "bad aud")
 		}
 		if len(aud) == 0 {
-			return fail(ErrTokenAudience, "no aud")
+			return fail(errTokenAudience, "no aud")
 		}
 		if !iss.matchesAudience(aud) {
-			return fail(ErrTokenAudience, "aud mismatch")
+			return fail(errTokenAudience, "aud mismatch")
 		}
 	}
 	if _, bound := claims["cnf"]; bound && !iss.acceptBound {
 		// A sender-constrained token (RFC 8705 mTLS, RFC 9449 DPoP) is
 		// good only with proof of its key, which a bearer request lacks;
 		// accepting it would undo the binding the issuer put on it.
-		return fail(ErrTokenBound, "cnf claim")
+		return fail(errTokenBound, "cnf claim")
 	}
 	sub, _ := claims["sub"].(string)
 	if sub == "" {
-		return fail(ErrTokenMalformed, "no sub")
+		return fail(errTokenMalformed, "no sub")
 	}
 	jti, _ := claims["jti"].(string)
 	clientID, _ := claims["client_id"].(string)

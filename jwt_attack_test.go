@@ -296,7 +296,7 @@ func TestJWTIssuerConfigCopied(t *testing.T) {
 				ti := i.TrustedIssuer(args...)
 				// The verifier that checks the tokens has the original key.
 				trusted := key.verifyKey()
-				trusted.Issuer, trusted.Audiences = i.Issuer(), []string{testAudience}
+				trusted.Issuer, trusted.Audiences = i.issuer, []string{testAudience}
 				v, err := NewJWTVerifier(JWTVerifierOptions{Issuers: []TrustedIssuer{trusted}, CacheTTL: -1})
 				if err != nil {
 					t.Fatal(err)
@@ -313,7 +313,7 @@ func TestJWTIssuerConfigCopied(t *testing.T) {
 					now := i.TrustedIssuer()
 					s := fmt.Sprintf("%s | TrustedIssuer() %v %v %x %s | PublicKey %s | JWKS %s | kid %s",
 						outcome(v, tok), now.Audiences, now.Algorithms, now.Secret, publicKeysString(now.PublicKeys),
-						publicKeysString([]crypto.PublicKey{i.PublicKey()}), jwks, i.KeyID())
+						publicKeysString([]crypto.PublicKey{i.PublicKey()}), jwks, i.kid)
 					if tt.name != "TrustedIssuer result" {
 						s += fmt.Sprintf(" | given out %v %v %x %s", ti.Audiences, ti.Algorithms, ti.Secret, publicKeysString(ti.PublicKeys))
 					}

@@ -147,16 +147,6 @@ func NewJWTIssuer(opts JWTIssuerOptions) (*JWTIssuer, error) {
 	return i, nil
 }
 
-// Issuer returns the iss claim of the issuer's tokens.
-func (i *JWTIssuer) Issuer() string { return i.issuer }
-
-// KeyID returns the kid header of the issuer's tokens; empty for an HMAC
-// issuer without a configured KeyID.
-func (i *JWTIssuer) KeyID() string { return i.kid }
-
-// Algorithm returns the alg of the issuer's tokens.
-func (i *JWTIssuer) Algorithm() string { return i.method.Alg() }
-
 // PublicKey returns the key that verifies the issuer's tokens: an
 // *ecdsa.PublicKey or an ed25519.PublicKey, a copy of the caller's own. It
 // is nil for an HMAC issuer, whose secret both signs and verifies.

@@ -190,9 +190,9 @@ func (iss *trustedIssuer) verifySignature(method jwt.SigningMethod, hdr jwtHeade
 		}
 	}
 	if !tried {
-		return "no key for algorithm", ErrTokenAlgorithm
+		return "no key for algorithm", errTokenAlgorithm
 	}
-	return "", ErrTokenSignature
+	return "", errTokenSignature
 }
 
 // keyFits reports whether key may verify alg: the tie between an algorithm
@@ -562,11 +562,11 @@ func (s *jwksSource) verify(method jwt.SigningMethod, hdr jwtHeader, signed stri
 			}
 			switch {
 			case tried:
-				return "", ErrTokenSignature
+				return "", errTokenSignature
 			case s.failed.Load():
 				return "JWKS unavailable", errTokenUnavailable
 			}
-			return "no key for algorithm", ErrTokenUnknownKey
+			return "no key for algorithm", errTokenUnknownKey
 		}
 	}
 	k, ok := s.index.Load().byKID[hdr.kid]
@@ -583,14 +583,14 @@ func (s *jwksSource) verify(method jwt.SigningMethod, hdr jwtHeader, signed stri
 			if s.failed.Load() {
 				return "JWKS unavailable", errTokenUnavailable
 			}
-			return "unknown kid", ErrTokenUnknownKey
+			return "unknown kid", errTokenUnknownKey
 		}
 	}
 	if (k.alg != "" && k.alg != alg) || !keyFits(alg, k.key) {
-		return "algorithm does not fit the key", ErrTokenAlgorithm
+		return "algorithm does not fit the key", errTokenAlgorithm
 	}
 	if method.Verify(signed, sig, k.key) != nil {
-		return "", ErrTokenSignature
+		return "", errTokenSignature
 	}
 	return "", nil
 }

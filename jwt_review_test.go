@@ -50,21 +50,21 @@ func TestJWTReviewAmbiguousJSON(t *testing.T) {
 		token string
 		class error // nil: accepted
 	}{
-		{"nested duplicate member", hs(`{"alg":"HS256"}`, `{`+base+`,"realm_access":{"roles":["user"],"roles":["admin"]}}`), ErrTokenMalformed},
-		{"nested duplicate member, escaped", hs(`{"alg":"HS256"}`, `{`+base+`,"realm_access":{"roles":["user"],"r\u006fles":["admin"]}}`), ErrTokenMalformed},
-		{"duplicate member in an object in an array", hs(`{"alg":"HS256"}`, `{`+base+`,"x":[1,{"a":1,"b":[],"a":2}]}`), ErrTokenMalformed},
-		{"duplicate member deep down", hs(`{"alg":"HS256"}`, `{`+base+`,"a":{"b":{"c":[{"d":{"e":1,"e":2}}]}}}`), ErrTokenMalformed},
-		{"nested duplicate header member", hs(`{"alg":"HS256","x":{"a":1,"a":2}}`, `{`+base+`}`), ErrTokenMalformed},
-		{"invalid UTF-8 in a claim", hs(`{"alg":"HS256"}`, `{`+base+`,"name":"alice`+"\xff"+`"}`), ErrTokenMalformed},
-		{"invalid UTF-8 in sub", hs(`{"alg":"HS256"}`, fmt.Sprintf(`{"iss":%q,"sub":"alice`+"\xfe"+`","aud":%q,"exp":%d}`, issHMAC, testAudience, now.Add(time.Hour).Unix())), ErrTokenMalformed},
-		{"invalid UTF-8 in a member name", hs(`{"alg":"HS256"}`, `{`+base+`,"role`+"\xc0"+`":"admin"}`), ErrTokenMalformed},
-		{"invalid UTF-8 in the header", hs(`{"alg":"HS256","x":"`+"\xed\xa0\x80"+`"}`, `{`+base+`}`), ErrTokenMalformed},
-		{"escaped lone high surrogate in sub", hs(`{"alg":"HS256"}`, fmt.Sprintf(`{"iss":%q,"sub":"alice\ud800","aud":%q,"exp":%d}`, issHMAC, testAudience, now.Add(time.Hour).Unix())), ErrTokenMalformed},
-		{"escaped lone low surrogate", hs(`{"alg":"HS256"}`, `{`+base+`,"name":"\udc00x"}`), ErrTokenMalformed},
-		{"escaped reversed surrogates", hs(`{"alg":"HS256"}`, `{`+base+`,"name":"\ude00\ud83d"}`), ErrTokenMalformed},
-		{"escaped high surrogate before a non-surrogate", hs(`{"alg":"HS256"}`, `{`+base+`,"name":"\ud83d\u0041"}`), ErrTokenMalformed},
-		{"escaped surrogate in a member name", hs(`{"alg":"HS256"}`, `{`+base+`,"role\uDBFF":"admin"}`), ErrTokenMalformed},
-		{"escaped surrogate in the header", hs(`{"alg":"HS256","x":"\ud800"}`, `{`+base+`}`), ErrTokenMalformed},
+		{"nested duplicate member", hs(`{"alg":"HS256"}`, `{`+base+`,"realm_access":{"roles":["user"],"roles":["admin"]}}`), errTokenMalformed},
+		{"nested duplicate member, escaped", hs(`{"alg":"HS256"}`, `{`+base+`,"realm_access":{"roles":["user"],"r\u006fles":["admin"]}}`), errTokenMalformed},
+		{"duplicate member in an object in an array", hs(`{"alg":"HS256"}`, `{`+base+`,"x":[1,{"a":1,"b":[],"a":2}]}`), errTokenMalformed},
+		{"duplicate member deep down", hs(`{"alg":"HS256"}`, `{`+base+`,"a":{"b":{"c":[{"d":{"e":1,"e":2}}]}}}`), errTokenMalformed},
+		{"nested duplicate header member", hs(`{"alg":"HS256","x":{"a":1,"a":2}}`, `{`+base+`}`), errTokenMalformed},
+		{"invalid UTF-8 in a claim", hs(`{"alg":"HS256"}`, `{`+base+`,"name":"alice`+"\xff"+`"}`), errTokenMalformed},
+		{"invalid UTF-8 in sub", hs(`{"alg":"HS256"}`, fmt.Sprintf(`{"iss":%q,"sub":"alice`+"\xfe"+`","aud":%q,"exp":%d}`, issHMAC, testAudience, now.Add(time.Hour).Unix())), errTokenMalformed},
+		{"invalid UTF-8 in a member name", hs(`{"alg":"HS256"}`, `{`+base+`,"role`+"\xc0"+`":"admin"}`), errTokenMalformed},
+		{"invalid UTF-8 in the header", hs(`{"alg":"HS256","x":"`+"\xed\xa0\x80"+`"}`, `{`+base+`}`), errTokenMalformed},
+		{"escaped lone high surrogate in sub", hs(`{"alg":"HS256"}`, fmt.Sprintf(`{"iss":%q,"sub":"alice\ud800","aud":%q,"exp":%d}`, issHMAC, testAudience, now.Add(time.Hour).Unix())), errTokenMalformed},
+		{"escaped lone low surrogate", hs(`{"alg":"HS256"}`, `{`+base+`,"name":"\udc00x"}`), errTokenMalformed},
+		{"escaped reversed surrogates", hs(`{"alg":"HS256"}`, `{`+base+`,"name":"\ude00\ud83d"}`), errTokenMalformed},
+		{"escaped high surrogate before a non-surrogate", hs(`{"alg":"HS256"}`, `{`+base+`,"name":"\ud83d\u0041"}`), errTokenMalformed},
+		{"escaped surrogate in a member name", hs(`{"alg":"HS256"}`, `{`+base+`,"role\uDBFF":"admin"}`), errTokenMalformed},
+		{"escaped surrogate in the header", hs(`{"alg":"HS256","x":"\ud800"}`, `{`+base+`}`), errTokenMalformed},
 		{"control: UTF-8 and escapes", hs(`{"alg":"HS256"}`, `{`+base+`,"name":"Zoë \u00eb \ud83d\ude00 \uD83D\uDE00 \\ud800 \"\ud7ff\ue000\uffff 😀"}`), nil},
 		{"control: one name in several objects", hs(`{"alg":"HS256","x":{"alg":1}}`, `{`+base+`,"roles":["a"],"realm_access":{"roles":["b"],"x":{"roles":[]}},"l":[{"a":1},{"a":2},[{"a":3}],"a,\"a\":{"]}`), nil},
 		{"control: empty objects and arrays", hs(`{"alg":"HS256"}`, `{`+base+`,"a":{},"b":[],"c":[{},[],{"d":{}}]}`), nil},
@@ -112,11 +112,11 @@ func TestJWTReviewNonCanonicalEncoding(t *testing.T) {
 	ctx := context.Background()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := v.Verify(ctx, tt.token); !errors.Is(err, ErrTokenMalformed) {
-				t.Errorf("Verify = %v, want %v", err, ErrTokenMalformed)
+			if _, err := v.Verify(ctx, tt.token); !errors.Is(err, errTokenMalformed) {
+				t.Errorf("Verify = %v, want %v", err, errTokenMalformed)
 			}
-			if err := v.Revoke(ctx, tt.token); !errors.Is(err, ErrTokenMalformed) {
-				t.Errorf("Revoke = %v, want %v", err, ErrTokenMalformed)
+			if err := v.Revoke(ctx, tt.token); !errors.Is(err, errTokenMalformed) {
+				t.Errorf("Revoke = %v, want %v", err, errTokenMalformed)
 			}
 		})
 	}
@@ -279,20 +279,20 @@ func TestJWTReviewJWKSKeys(t *testing.T) {
 		key      any
 		class    error // nil: accepted
 	}{
-		{"use enc", `{"alg":"RS256","kid":"use-enc"}`, "RS256", k.rsa, ErrTokenUnknownKey},
-		{"key_ops without verify", `{"alg":"RS256","kid":"ops-enc"}`, "RS256", k.rsa, ErrTokenUnknownKey},
+		{"use enc", `{"alg":"RS256","kid":"use-enc"}`, "RS256", k.rsa, errTokenUnknownKey},
+		{"key_ops without verify", `{"alg":"RS256","kid":"ops-enc"}`, "RS256", k.rsa, errTokenUnknownKey},
 		{"key_ops with verify", `{"alg":"RS256","kid":"ops-verify"}`, "RS256", k.rsa, nil},
-		{"1024-bit RSA", `{"alg":"RS256","kid":"small"}`, "RS256", small, ErrTokenAlgorithm},
-		{"1024-bit RSA, no kid", `{"alg":"RS256"}`, "RS256", small, ErrTokenSignature},
-		{"RS256 with a PS256 key", `{"alg":"RS256","kid":"ps256"}`, "RS256", k.rsa, ErrTokenAlgorithm},
+		{"1024-bit RSA", `{"alg":"RS256","kid":"small"}`, "RS256", small, errTokenAlgorithm},
+		{"1024-bit RSA, no kid", `{"alg":"RS256"}`, "RS256", small, errTokenSignature},
+		{"RS256 with a PS256 key", `{"alg":"RS256","kid":"ps256"}`, "RS256", k.rsa, errTokenAlgorithm},
 		{"PS256 with a PS256 key", `{"alg":"PS256","kid":"ps256"}`, "PS256", k.rsa, nil},
-		{"HS256 with an oct key", `{"alg":"HS256","kid":"oct"}`, "HS256", k.secret, ErrTokenAlgorithm},
-		{"HS256 with an RSA kid", `{"alg":"HS256","kid":"ops-verify"}`, "HS256", k.secret, ErrTokenAlgorithm},
-		{"ES256 with a P-384 key", `{"alg":"ES256","kid":"p384"}`, "ES256", k.ec, ErrTokenAlgorithm},
-		{"ES384 with a P-256 key", `{"alg":"ES384","kid":"p256"}`, "ES384", p384, ErrTokenAlgorithm},
+		{"HS256 with an oct key", `{"alg":"HS256","kid":"oct"}`, "HS256", k.secret, errTokenAlgorithm},
+		{"HS256 with an RSA kid", `{"alg":"HS256","kid":"ops-verify"}`, "HS256", k.secret, errTokenAlgorithm},
+		{"ES256 with a P-384 key", `{"alg":"ES256","kid":"p384"}`, "ES256", k.ec, errTokenAlgorithm},
+		{"ES384 with a P-256 key", `{"alg":"ES384","kid":"p256"}`, "ES384", p384, errTokenAlgorithm},
 		{"ES384 with its P-384 key", `{"alg":"ES384","kid":"p384"}`, "ES384", p384, nil},
 		{"ES256, no kid", `{"alg":"ES256"}`, "ES256", k.ec, nil},
-		{"alg none with a kid", `{"alg":"none","kid":"p256"}`, "", nil, ErrTokenAlgorithm},
+		{"alg none with a kid", `{"alg":"none","kid":"p256"}`, "", nil, errTokenAlgorithm},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -327,39 +327,39 @@ func TestJWTReviewClaimEdges(t *testing.T) {
 		class error // nil: accepted
 	}{
 		{"aud with a trailing slash", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience + "/"}), nil},
-		{"aud with two trailing slashes", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience + "//"}), ErrTokenAudience},
-		{"aud that extends the resource", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience + "x"}), ErrTokenAudience},
-		{"aud under the resource", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience + "/other"}), ErrTokenAudience},
-		{"aud a prefix of the resource", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience[:len(testAudience)-1]}), ErrTokenAudience},
-		{"aud in other case", hs(`{"alg":"HS256"}`, map[string]any{"aud": strings.ToUpper(testAudience)}), ErrTokenAudience},
-		{"aud an empty array", hs(`{"alg":"HS256"}`, map[string]any{"aud": []string{}}), ErrTokenAudience},
-		{"aud an empty string", hs(`{"alg":"HS256"}`, map[string]any{"aud": ""}), ErrTokenAudience},
-		{"aud an array with a number", hs(`{"alg":"HS256"}`, map[string]any{"aud": []any{testAudience, 1}}), ErrTokenMalformed},
-		{"iss with a trailing slash", hs(`{"alg":"HS256"}`, map[string]any{"iss": issHMAC + "/"}), ErrTokenIssuer},
-		{"iss in other case", hs(`{"alg":"HS256"}`, map[string]any{"iss": strings.ToUpper(issHMAC)}), ErrTokenIssuer},
-		{"iss an array", hs(`{"alg":"HS256"}`, map[string]any{"iss": []string{issHMAC}}), ErrTokenIssuer},
-		{"alg with a space", hs(`{"alg":"HS256 "}`, nil), ErrTokenAlgorithm},
-		{"alg in lower case", hs(`{"alg":"hs256"}`, nil), ErrTokenAlgorithm},
-		{"alg NONE", hs(`{"alg":"NONE"}`, nil), ErrTokenAlgorithm},
-		{"alg empty", hs(`{"alg":""}`, nil), ErrTokenAlgorithm},
-		{"alg a number", hs(`{"alg":256}`, nil), ErrTokenMalformed},
-		{"typ with a space", hs(`{"alg":"HS256","typ":"JWT "}`, nil), ErrTokenType},
-		{"exp negative", hs(`{"alg":"HS256"}`, map[string]any{"exp": -1}), ErrTokenExpired},
-		{"exp null", hs(`{"alg":"HS256"}`, map[string]any{"exp": json.RawMessage("null")}), ErrTokenMalformed},
-		{"exp a numeric string", hs(`{"alg":"HS256"}`, map[string]any{"exp": fmt.Sprint(at(time.Hour))}), ErrTokenMalformed},
-		{"exp true", hs(`{"alg":"HS256"}`, map[string]any{"exp": true}), ErrTokenMalformed},
-		{"exp an array", hs(`{"alg":"HS256"}`, map[string]any{"exp": []int64{at(time.Hour)}}), ErrTokenMalformed},
+		{"aud with two trailing slashes", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience + "//"}), errTokenAudience},
+		{"aud that extends the resource", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience + "x"}), errTokenAudience},
+		{"aud under the resource", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience + "/other"}), errTokenAudience},
+		{"aud a prefix of the resource", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience[:len(testAudience)-1]}), errTokenAudience},
+		{"aud in other case", hs(`{"alg":"HS256"}`, map[string]any{"aud": strings.ToUpper(testAudience)}), errTokenAudience},
+		{"aud an empty array", hs(`{"alg":"HS256"}`, map[string]any{"aud": []string{}}), errTokenAudience},
+		{"aud an empty string", hs(`{"alg":"HS256"}`, map[string]any{"aud": ""}), errTokenAudience},
+		{"aud an array with a number", hs(`{"alg":"HS256"}`, map[string]any{"aud": []any{testAudience, 1}}), errTokenMalformed},
+		{"iss with a trailing slash", hs(`{"alg":"HS256"}`, map[string]any{"iss": issHMAC + "/"}), errTokenIssuer},
+		{"iss in other case", hs(`{"alg":"HS256"}`, map[string]any{"iss": strings.ToUpper(issHMAC)}), errTokenIssuer},
+		{"iss an array", hs(`{"alg":"HS256"}`, map[string]any{"iss": []string{issHMAC}}), errTokenIssuer},
+		{"alg with a space", hs(`{"alg":"HS256 "}`, nil), errTokenAlgorithm},
+		{"alg in lower case", hs(`{"alg":"hs256"}`, nil), errTokenAlgorithm},
+		{"alg NONE", hs(`{"alg":"NONE"}`, nil), errTokenAlgorithm},
+		{"alg empty", hs(`{"alg":""}`, nil), errTokenAlgorithm},
+		{"alg a number", hs(`{"alg":256}`, nil), errTokenMalformed},
+		{"typ with a space", hs(`{"alg":"HS256","typ":"JWT "}`, nil), errTokenType},
+		{"exp negative", hs(`{"alg":"HS256"}`, map[string]any{"exp": -1}), errTokenExpired},
+		{"exp null", hs(`{"alg":"HS256"}`, map[string]any{"exp": json.RawMessage("null")}), errTokenMalformed},
+		{"exp a numeric string", hs(`{"alg":"HS256"}`, map[string]any{"exp": fmt.Sprint(at(time.Hour))}), errTokenMalformed},
+		{"exp true", hs(`{"alg":"HS256"}`, map[string]any{"exp": true}), errTokenMalformed},
+		{"exp an array", hs(`{"alg":"HS256"}`, map[string]any{"exp": []int64{at(time.Hour)}}), errTokenMalformed},
 		{"exp far beyond int64", hs(`{"alg":"HS256"}`, map[string]any{"exp": json.RawMessage("1e300")}), nil},
 		{"exp within leeway", hs(`{"alg":"HS256"}`, map[string]any{"exp": at(-29 * time.Second)}), nil},
-		{"exp beyond leeway", hs(`{"alg":"HS256"}`, map[string]any{"exp": at(-30 * time.Second)}), ErrTokenExpired},
+		{"exp beyond leeway", hs(`{"alg":"HS256"}`, map[string]any{"exp": at(-30 * time.Second)}), errTokenExpired},
 		{"nbf within leeway", hs(`{"alg":"HS256"}`, map[string]any{"nbf": at(30 * time.Second)}), nil},
-		{"nbf beyond leeway", hs(`{"alg":"HS256"}`, map[string]any{"nbf": at(31 * time.Second)}), ErrTokenNotYetValid},
-		{"nbf a string", hs(`{"alg":"HS256"}`, map[string]any{"nbf": "0"}), ErrTokenMalformed},
+		{"nbf beyond leeway", hs(`{"alg":"HS256"}`, map[string]any{"nbf": at(31 * time.Second)}), errTokenNotYetValid},
+		{"nbf a string", hs(`{"alg":"HS256"}`, map[string]any{"nbf": "0"}), errTokenMalformed},
 		{"iat within leeway", hs(`{"alg":"HS256"}`, map[string]any{"iat": at(30 * time.Second)}), nil},
-		{"iat beyond leeway", hs(`{"alg":"HS256"}`, map[string]any{"iat": at(31 * time.Second)}), ErrTokenNotYetValid},
+		{"iat beyond leeway", hs(`{"alg":"HS256"}`, map[string]any{"iat": at(31 * time.Second)}), errTokenNotYetValid},
 		{"iat long ago", hs(`{"alg":"HS256"}`, map[string]any{"iat": 0}), nil},
-		{"sub a number", hs(`{"alg":"HS256"}`, map[string]any{"sub": 7}), ErrTokenMalformed},
-		{"sub empty", hs(`{"alg":"HS256"}`, map[string]any{"sub": ""}), ErrTokenMalformed},
+		{"sub a number", hs(`{"alg":"HS256"}`, map[string]any{"sub": 7}), errTokenMalformed},
+		{"sub empty", hs(`{"alg":"HS256"}`, map[string]any{"sub": ""}), errTokenMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { checkVerify(t, v, tt.token, tt.class) })
@@ -502,8 +502,8 @@ func TestHMACKeyLengthPerAlgorithm(t *testing.T) {
 		if tt.ok && err != nil {
 			t.Errorf("%d-byte secret, %s: %v", tt.secretLen, tt.alg, err)
 		}
-		if !tt.ok && !errors.Is(err, ErrTokenAlgorithm) {
-			t.Errorf("%d-byte secret, %s: err = %v, want ErrTokenAlgorithm", tt.secretLen, tt.alg, err)
+		if !tt.ok && !errors.Is(err, errTokenAlgorithm) {
+			t.Errorf("%d-byte secret, %s: err = %v, want errTokenAlgorithm", tt.secretLen, tt.alg, err)
 		}
 	}
 }

@@ -234,59 +234,59 @@ func TestJWTBadInput(t *testing.T) {
 		token string
 		class error
 	}{
-		{"alg none, empty signature", enc([]byte(`{"alg":"none"}`)) + "." + enc([]byte(mustJSON(t, claims(nil)))) + ".", ErrTokenAlgorithm},
-		{"alg none, signature", enc([]byte(`{"alg":"none"}`)) + "." + enc([]byte(mustJSON(t, claims(nil)))) + "." + enc([]byte("sig")), ErrTokenAlgorithm},
-		{"alg None", signToken(t, `{"alg":"None"}`, mustJSON(t, claims(nil)), "HS256", k.secret), ErrTokenAlgorithm},
-		{"HS256 signed with the RSA public key PEM", signToken(t, `{"alg":"HS256"}`, mustJSON(t, claims(nil)), "HS256", k.rsaPEM), ErrTokenAlgorithm},
-		{"RS256 token for the HMAC issuer", signToken(t, `{"alg":"RS256"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), "RS256", k.rsa), ErrTokenAlgorithm},
-		{"ES256 token for the RSA issuer", signToken(t, `{"alg":"ES256"}`, mustJSON(t, claims(nil)), "ES256", k.ec), ErrTokenAlgorithm},
-		{"alg switched RS256 to PS256", strings.Replace(valid, valid[:strings.IndexByte(valid, '.')], enc([]byte(`{"alg":"PS256","typ":"JWT"}`)), 1), ErrTokenSignature},
-		{"kid with ../", signToken(t, `{"alg":"ES256","kid":"../../../../etc/passwd"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ecAttacker), ErrTokenUnknownKey},
-		{"kid with SQL", signToken(t, `{"alg":"ES256","kid":"' OR '1'='1'; DROP TABLE keys; --"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ecAttacker), ErrTokenUnknownKey},
-		{"kid with ../, local keys", signToken(t, `{"alg":"RS256","kid":"../../etc/passwd"}`, mustJSON(t, claims(nil)), "RS256", k.rsaAttacker), ErrTokenSignature},
-		{"jku elsewhere", signToken(t, `{"alg":"ES256","kid":"attacker","jku":"`+attacker.URL+`"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ecAttacker), ErrTokenUnknownKey},
-		{"x5u elsewhere", signToken(t, `{"alg":"RS256","x5u":"`+attacker.URL+`"}`, mustJSON(t, claims(nil)), "RS256", k.rsaAttacker), ErrTokenSignature},
-		{"embedded jwk", signToken(t, `{"alg":"RS256","jwk":{"kty":"RSA","n":"`+enc(k.rsaAttacker.N.Bytes())+`","e":"AQAB"}}`, mustJSON(t, claims(nil)), "RS256", k.rsaAttacker), ErrTokenSignature},
-		{"unknown crit", signToken(t, `{"alg":"RS256","crit":["exp"],"exp":1}`, mustJSON(t, claims(nil)), "RS256", k.rsa), ErrTokenMalformed},
-		{"typ of a DPoP proof", signToken(t, `{"alg":"RS256","typ":"dpop+jwt"}`, mustJSON(t, claims(nil)), "RS256", k.rsa), ErrTokenType},
-		{"expired", rs(claims(map[string]any{"exp": now.Add(-time.Second).Unix()})), ErrTokenExpired},
-		{"expires now", rs(claims(map[string]any{"exp": now.Unix()})), ErrTokenExpired},
-		{"no exp", rs(claims(map[string]any{"exp": nil})), ErrTokenMalformed},
-		{"exp a string", rs(claims(map[string]any{"exp": "tomorrow"})), ErrTokenMalformed},
-		{"not yet valid", rs(claims(map[string]any{"nbf": now.Add(time.Minute).Unix()})), ErrTokenNotYetValid},
-		{"issued in the future", rs(claims(map[string]any{"iat": now.Add(time.Minute).Unix()})), ErrTokenNotYetValid},
-		{"wrong iss", rs(claims(map[string]any{"iss": "https://evil.example.com"})), ErrTokenIssuer},
-		{"no iss", rs(claims(map[string]any{"iss": nil})), ErrTokenIssuer},
-		{"wrong aud", rs(claims(map[string]any{"aud": "https://other.example.com/mcp"})), ErrTokenAudience},
-		{"wrong aud in an array", rs(claims(map[string]any{"aud": []string{"a", "b"}})), ErrTokenAudience},
-		{"aud prefix", rs(claims(map[string]any{"aud": testAudience + "/more"})), ErrTokenAudience},
-		{"no aud", rs(claims(map[string]any{"aud": nil})), ErrTokenAudience},
-		{"aud a number", rs(claims(map[string]any{"aud": 7})), ErrTokenMalformed},
-		{"no sub", rs(claims(map[string]any{"sub": nil})), ErrTokenMalformed},
-		{"bound to a client certificate", rs(claims(map[string]any{"cnf": map[string]any{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}})), ErrTokenBound},
-		{"bound to a DPoP key", rs(claims(map[string]any{"cnf": map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}})), ErrTokenBound},
-		{"cnf null", rs(claims(map[string]any{"cnf": json.RawMessage("null")})), ErrTokenBound},
-		{"cnf empty", rs(claims(map[string]any{"cnf": map[string]any{}})), ErrTokenBound},
-		{"1 MiB token", valid[:strings.IndexByte(valid, '.')+1] + strings.Repeat("A", 1<<20) + valid[strings.LastIndexByte(valid, '.'):], ErrTokenTooLarge},
-		{"9 KiB token", valid[:strings.IndexByte(valid, '.')+1] + strings.Repeat("A", 9<<10) + valid[strings.LastIndexByte(valid, '.'):], ErrTokenTooLarge},
-		{"truncated signature", valid[:len(valid)-10], ErrTokenSignature},
-		{"truncated signature, bad length", valid[:len(valid)-1], ErrTokenMalformed},
-		{"truncated claims", valid[:strings.IndexByte(valid, '.')+20] + valid[strings.LastIndexByte(valid, '.'):], ErrTokenMalformed},
-		{"truncated header", valid[5:], ErrTokenMalformed},
+		{"alg none, empty signature", enc([]byte(`{"alg":"none"}`)) + "." + enc([]byte(mustJSON(t, claims(nil)))) + ".", errTokenAlgorithm},
+		{"alg none, signature", enc([]byte(`{"alg":"none"}`)) + "." + enc([]byte(mustJSON(t, claims(nil)))) + "." + enc([]byte("sig")), errTokenAlgorithm},
+		{"alg None", signToken(t, `{"alg":"None"}`, mustJSON(t, claims(nil)), "HS256", k.secret), errTokenAlgorithm},
+		{"HS256 signed with the RSA public key PEM", signToken(t, `{"alg":"HS256"}`, mustJSON(t, claims(nil)), "HS256", k.rsaPEM), errTokenAlgorithm},
+		{"RS256 token for the HMAC issuer", signToken(t, `{"alg":"RS256"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), "RS256", k.rsa), errTokenAlgorithm},
+		{"ES256 token for the RSA issuer", signToken(t, `{"alg":"ES256"}`, mustJSON(t, claims(nil)), "ES256", k.ec), errTokenAlgorithm},
+		{"alg switched RS256 to PS256", strings.Replace(valid, valid[:strings.IndexByte(valid, '.')], enc([]byte(`{"alg":"PS256","typ":"JWT"}`)), 1), errTokenSignature},
+		{"kid with ../", signToken(t, `{"alg":"ES256","kid":"../../../../etc/passwd"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ecAttacker), errTokenUnknownKey},
+		{"kid with SQL", signToken(t, `{"alg":"ES256","kid":"' OR '1'='1'; DROP TABLE keys; --"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ecAttacker), errTokenUnknownKey},
+		{"kid with ../, local keys", signToken(t, `{"alg":"RS256","kid":"../../etc/passwd"}`, mustJSON(t, claims(nil)), "RS256", k.rsaAttacker), errTokenSignature},
+		{"jku elsewhere", signToken(t, `{"alg":"ES256","kid":"attacker","jku":"`+attacker.URL+`"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ecAttacker), errTokenUnknownKey},
+		{"x5u elsewhere", signToken(t, `{"alg":"RS256","x5u":"`+attacker.URL+`"}`, mustJSON(t, claims(nil)), "RS256", k.rsaAttacker), errTokenSignature},
+		{"embedded jwk", signToken(t, `{"alg":"RS256","jwk":{"kty":"RSA","n":"`+enc(k.rsaAttacker.N.Bytes())+`","e":"AQAB"}}`, mustJSON(t, claims(nil)), "RS256", k.rsaAttacker), errTokenSignature},
+		{"unknown crit", signToken(t, `{"alg":"RS256","crit":["exp"],"exp":1}`, mustJSON(t, claims(nil)), "RS256", k.rsa), errTokenMalformed},
+		{"typ of a DPoP proof", signToken(t, `{"alg":"RS256","typ":"dpop+jwt"}`, mustJSON(t, claims(nil)), "RS256", k.rsa), errTokenType},
+		{"expired", rs(claims(map[string]any{"exp": now.Add(-time.Second).Unix()})), errTokenExpired},
+		{"expires now", rs(claims(map[string]any{"exp": now.Unix()})), errTokenExpired},
+		{"no exp", rs(claims(map[string]any{"exp": nil})), errTokenMalformed},
+		{"exp a string", rs(claims(map[string]any{"exp": "tomorrow"})), errTokenMalformed},
+		{"not yet valid", rs(claims(map[string]any{"nbf": now.Add(time.Minute).Unix()})), errTokenNotYetValid},
+		{"issued in the future", rs(claims(map[string]any{"iat": now.Add(time.Minute).Unix()})), errTokenNotYetValid},
+		{"wrong iss", rs(claims(map[string]any{"iss": "https://evil.example.com"})), errTokenIssuer},
+		{"no iss", rs(claims(map[string]any{"iss": nil})), errTokenIssuer},
+		{"wrong aud", rs(claims(map[string]any{"aud": "https://other.example.com/mcp"})), errTokenAudience},
+		{"wrong aud in an array", rs(claims(map[string]any{"aud": []string{"a", "b"}})), errTokenAudience},
+		{"aud prefix", rs(claims(map[string]any{"aud": testAudience + "/more"})), errTokenAudience},
+		{"no aud", rs(claims(map[string]any{"aud": nil})), errTokenAudience},
+		{"aud a number", rs(claims(map[string]any{"aud": 7})), errTokenMalformed},
+		{"no sub", rs(claims(map[string]any{"sub": nil})), errTokenMalformed},
+		{"bound to a client certificate", rs(claims(map[string]any{"cnf": map[string]any{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}})), errTokenBound},
+		{"bound to a DPoP key", rs(claims(map[string]any{"cnf": map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}})), errTokenBound},
+		{"cnf null", rs(claims(map[string]any{"cnf": json.RawMessage("null")})), errTokenBound},
+		{"cnf empty", rs(claims(map[string]any{"cnf": map[string]any{}})), errTokenBound},
+		{"1 MiB token", valid[:strings.IndexByte(valid, '.')+1] + strings.Repeat("A", 1<<20) + valid[strings.LastIndexByte(valid, '.'):], errTokenTooLarge},
+		{"9 KiB token", valid[:strings.IndexByte(valid, '.')+1] + strings.Repeat("A", 9<<10) + valid[strings.LastIndexByte(valid, '.'):], errTokenTooLarge},
+		{"truncated signature", valid[:len(valid)-10], errTokenSignature},
+		{"truncated signature, bad length", valid[:len(valid)-1], errTokenMalformed},
+		{"truncated claims", valid[:strings.IndexByte(valid, '.')+20] + valid[strings.LastIndexByte(valid, '.'):], errTokenMalformed},
+		{"truncated header", valid[5:], errTokenMalformed},
 		{"two segments", valid[:strings.LastIndexByte(valid, '.')], ErrInvalidCredentials},
-		{"bad base64 header", "eyJhbGciOiJSUzI1NiJ9x" + valid[strings.IndexByte(valid, '.'):], ErrTokenMalformed},
-		{"header not JSON", enc([]byte("alg=RS256")) + valid[strings.IndexByte(valid, '.'):], ErrTokenMalformed},
-		{"header an array", enc([]byte(`["alg"]`)) + valid[strings.IndexByte(valid, '.'):], ErrTokenMalformed},
-		{"JSON bomb: deep nesting", signToken(t, `{"alg":"RS256"}`, deep, "RS256", k.rsa), ErrTokenMalformed},
-		{"JSON bomb: huge number", signToken(t, `{"alg":"RS256"}`, `{"iss":"`+issRSA+`","sub":"a","aud":"`+testAudience+`","exp":1e999999}`, "RS256", k.rsa), ErrTokenMalformed},
-		{"JSON bomb: deep header", signToken(t, `{"alg":"RS256","x":`+strings.Repeat("[", 100)+strings.Repeat("]", 100)+`}`, mustJSON(t, claims(nil)), "RS256", k.rsa), ErrTokenMalformed},
-		{"duplicate claim", signToken(t, `{"alg":"RS256"}`, `{"iss":"`+issRSA+`","sub":"alice","sub":"admin","aud":"`+testAudience+`","exp":`+fmt.Sprint(now.Add(time.Hour).Unix())+`}`, "RS256", k.rsa), ErrTokenMalformed},
-		{"duplicate claim, escaped", signToken(t, `{"alg":"RS256"}`, `{"iss":"`+issRSA+`","sub":"alice","s\u0075b":"admin","aud":"`+testAudience+`","exp":`+fmt.Sprint(now.Add(time.Hour).Unix())+`}`, "RS256", k.rsa), ErrTokenMalformed},
-		{"duplicate alg", signToken(t, `{"alg":"RS256","alg":"HS256"}`, mustJSON(t, claims(nil)), "RS256", k.rsa), ErrTokenMalformed},
-		{"case-folded alg", signToken(t, `{"ALG":"RS256"}`, mustJSON(t, claims(nil)), "RS256", k.rsa), ErrTokenMalformed},
-		{"flipped signature bit", flipped, ErrTokenSignature},
-		{"signed by another key", signToken(t, `{"alg":"RS256"}`, mustJSON(t, claims(nil)), "RS256", k.rsaAttacker), ErrTokenSignature},
-		{"HS256 with a wrong secret", signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), "HS256", bytes.Repeat([]byte("x"), 32)), ErrTokenSignature},
+		{"bad base64 header", "eyJhbGciOiJSUzI1NiJ9x" + valid[strings.IndexByte(valid, '.'):], errTokenMalformed},
+		{"header not JSON", enc([]byte("alg=RS256")) + valid[strings.IndexByte(valid, '.'):], errTokenMalformed},
+		{"header an array", enc([]byte(`["alg"]`)) + valid[strings.IndexByte(valid, '.'):], errTokenMalformed},
+		{"JSON bomb: deep nesting", signToken(t, `{"alg":"RS256"}`, deep, "RS256", k.rsa), errTokenMalformed},
+		{"JSON bomb: huge number", signToken(t, `{"alg":"RS256"}`, `{"iss":"`+issRSA+`","sub":"a","aud":"`+testAudience+`","exp":1e999999}`, "RS256", k.rsa), errTokenMalformed},
+		{"JSON bomb: deep header", signToken(t, `{"alg":"RS256","x":`+strings.Repeat("[", 100)+strings.Repeat("]", 100)+`}`, mustJSON(t, claims(nil)), "RS256", k.rsa), errTokenMalformed},
+		{"duplicate claim", signToken(t, `{"alg":"RS256"}`, `{"iss":"`+issRSA+`","sub":"alice","sub":"admin","aud":"`+testAudience+`","exp":`+fmt.Sprint(now.Add(time.Hour).Unix())+`}`, "RS256", k.rsa), errTokenMalformed},
+		{"duplicate claim, escaped", signToken(t, `{"alg":"RS256"}`, `{"iss":"`+issRSA+`","sub":"alice","s\u0075b":"admin","aud":"`+testAudience+`","exp":`+fmt.Sprint(now.Add(time.Hour).Unix())+`}`, "RS256", k.rsa), errTokenMalformed},
+		{"duplicate alg", signToken(t, `{"alg":"RS256","alg":"HS256"}`, mustJSON(t, claims(nil)), "RS256", k.rsa), errTokenMalformed},
+		{"case-folded alg", signToken(t, `{"ALG":"RS256"}`, mustJSON(t, claims(nil)), "RS256", k.rsa), errTokenMalformed},
+		{"flipped signature bit", flipped, errTokenSignature},
+		{"signed by another key", signToken(t, `{"alg":"RS256"}`, mustJSON(t, claims(nil)), "RS256", k.rsaAttacker), errTokenSignature},
+		{"HS256 with a wrong secret", signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), "HS256", bytes.Repeat([]byte("x"), 32)), errTokenSignature},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -505,7 +505,7 @@ func TestJWTMaxTokenSize(t *testing.T) {
 		if w.Code != tc.want {
 			t.Errorf("MaxTokenSize %d, token of %d bytes: %d, want %d", tc.max, len(tc.token), w.Code, tc.want)
 		}
-		if tc.want == 401 && !strings.Contains(w.Header().Get("WWW-Authenticate"), classOf(ErrTokenTooLarge).desc) {
+		if tc.want == 401 && !strings.Contains(w.Header().Get("WWW-Authenticate"), classOf(errTokenTooLarge).desc) {
 			t.Errorf("MaxTokenSize %d: %q", tc.max, w.Header().Get("WWW-Authenticate"))
 		}
 	}
@@ -547,7 +547,7 @@ func TestJWTCacheAndRevocation(t *testing.T) {
 	}
 	// Past exp, the cached entry does not outlive the token.
 	setClock(now.Add(90 * time.Second))
-	if _, err := v.Verify(ctx, token); !errors.Is(err, ErrTokenExpired) {
+	if _, err := v.Verify(ctx, token); !errors.Is(err, errTokenExpired) {
 		t.Fatalf("after exp: %v", err)
 	}
 
@@ -562,7 +562,7 @@ func TestJWTCacheAndRevocation(t *testing.T) {
 	}
 	// A forged token revokes nothing.
 	forged := signToken(t, `{"alg":"RS256"}`, mustJSON(t, goodClaims(issRSA, now, map[string]any{"jti": "jti-1"})), "RS256", k.rsaAttacker)
-	if err := v.Revoke(ctx, forged); !errors.Is(err, ErrTokenSignature) {
+	if err := v.Revoke(ctx, forged); !errors.Is(err, errTokenSignature) {
 		t.Fatalf("Revoke(forged) = %v", err)
 	}
 	// A token without jti is revoked by its hash.
@@ -675,7 +675,7 @@ func TestJWKS(t *testing.T) {
 		t.Fatalf("no kid: %v", err)
 	}
 	// The JWK's key type decides, not the token: an RSA token with an EC kid.
-	if _, err := v.Verify(ctx, signToken(t, `{"alg":"RS256","kid":"ec-1"}`, claims, "RS256", k.rsa)); !errors.Is(err, ErrTokenAlgorithm) {
+	if _, err := v.Verify(ctx, signToken(t, `{"alg":"RS256","kid":"ec-1"}`, claims, "RS256", k.rsa)); !errors.Is(err, errTokenAlgorithm) {
 		t.Fatalf("RS256 with an EC kid: %v", err)
 	}
 
@@ -695,7 +695,7 @@ func TestJWKS(t *testing.T) {
 	for i := range 200 {
 		wg.Go(func() {
 			_, err := v.Verify(ctx, signToken(t, fmt.Sprintf(`{"alg":"EdDSA","kid":"random-%d"}`, i), claims, "EdDSA", k.ed))
-			if errors.Is(err, ErrTokenUnknownKey) {
+			if errors.Is(err, errTokenUnknownKey) {
 				unknown.Add(1)
 			}
 		})
@@ -737,12 +737,12 @@ func TestJWTAccessTokenType(t *testing.T) {
 		{"at+jwt", `{"alg":"RS256","typ":"at+jwt"}`, claims, nil, nil},
 		{"application/at+jwt", `{"alg":"RS256","typ":"application/AT+JWT"}`, claims, nil, nil},
 		{"AT+JWT", `{"alg":"RS256","typ":"AT+JWT"}`, claims, nil, nil},
-		{"at+jwt with a space", `{"alg":"RS256","typ":" at+jwt"}`, claims, ErrTokenType, ErrTokenType},
-		{"JWT", `{"alg":"RS256","typ":"JWT"}`, claims, nil, ErrTokenType},
-		{"untyped", `{"alg":"RS256"}`, claims, nil, ErrTokenType},
-		{"ID token", `{"alg":"RS256","typ":"JWT"}`, idToken, nil, ErrTokenType},
-		{"logout token", `{"alg":"RS256","typ":"logout+jwt"}`, claims, ErrTokenType, ErrTokenType},
-		{"DPoP proof", `{"alg":"RS256","typ":"dpop+jwt"}`, claims, ErrTokenType, ErrTokenType},
+		{"at+jwt with a space", `{"alg":"RS256","typ":" at+jwt"}`, claims, errTokenType, errTokenType},
+		{"JWT", `{"alg":"RS256","typ":"JWT"}`, claims, nil, errTokenType},
+		{"untyped", `{"alg":"RS256"}`, claims, nil, errTokenType},
+		{"ID token", `{"alg":"RS256","typ":"JWT"}`, idToken, nil, errTokenType},
+		{"logout token", `{"alg":"RS256","typ":"logout+jwt"}`, claims, errTokenType, errTokenType},
+		{"DPoP proof", `{"alg":"RS256","typ":"dpop+jwt"}`, claims, errTokenType, errTokenType},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			token := signToken(t, tc.header, tc.claims, "RS256", k.rsa)
@@ -831,7 +831,7 @@ func TestJWKSRotationWithoutKid(t *testing.T) {
 			// within the refetch interval.
 			for range 50 {
 				_, err := v.Verify(ctx, signToken(t, `{"alg":"ES256"}`, claims, "ES256", newEC()))
-				if !errors.Is(err, ErrTokenSignature) && !errors.Is(err, ErrTokenUnknownKey) {
+				if !errors.Is(err, errTokenSignature) && !errors.Is(err, errTokenUnknownKey) {
 					t.Fatalf("forged token: %v", err)
 				}
 			}
@@ -896,7 +896,7 @@ func TestJWKSBackgroundRefresh(t *testing.T) {
 	// Use up the unknown-kid refetch, so only the background refresh can
 	// find the new key.
 	claims := mustJSON(t, goodClaims(issJWKS, now, nil))
-	if _, err := v.Verify(context.Background(), signToken(t, `{"alg":"ES256","kid":"nope"}`, claims, "ES256", k.ec)); !errors.Is(err, ErrTokenUnknownKey) {
+	if _, err := v.Verify(context.Background(), signToken(t, `{"alg":"ES256","kid":"nope"}`, claims, "ES256", k.ec)); !errors.Is(err, errTokenUnknownKey) {
 		t.Fatal(err)
 	}
 	srv.set(t, map[string]any{"ed-2": k.ed.Public()})
@@ -913,7 +913,7 @@ func TestJWKSBackgroundRefresh(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	// The old key was dropped from the set, and so is refused now.
-	if _, err := v.Verify(context.Background(), signToken(t, `{"alg":"ES256","kid":"ec-1"}`, claims, "ES256", k.ec)); !errors.Is(err, ErrTokenUnknownKey) {
+	if _, err := v.Verify(context.Background(), signToken(t, `{"alg":"ES256","kid":"ec-1"}`, claims, "ES256", k.ec)); !errors.Is(err, errTokenUnknownKey) {
 		t.Errorf("removed key: %v", err)
 	}
 }
@@ -925,7 +925,7 @@ func TestJWTIssuerRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Run(iss.Algorithm(), func(t *testing.T) {
+		t.Run(iss.method.Alg(), func(t *testing.T) {
 			tok, err := iss.Mint(TokenClaims{Subject: "svc", ClientID: "c", Scopes: []string{"a", "b"}, Roles: []string{"r"}, Extra: map[string]any{"tenant": "t1"}})
 			if err != nil {
 				t.Fatal(err)
@@ -944,8 +944,8 @@ func TestJWTIssuerRoundTrip(t *testing.T) {
 			if p.Subject != "svc" || p.ClientID != "c" || fmt.Sprint(p.Scopes, p.Roles) != "[a b] [r]" || p.Claims["tenant"] != "t1" || p.Method != MethodOAuth {
 				t.Errorf("principal = %+v", p)
 			}
-			if iss.KeyID() != "" && p.KeyID != iss.KeyID() {
-				t.Errorf("KeyID = %q, want the kid %q", p.KeyID, iss.KeyID())
+			if iss.kid != "" && p.KeyID != iss.kid {
+				t.Errorf("KeyID = %q, want the kid %q", p.KeyID, iss.kid)
 			}
 			if d := p.Expiry.Sub(time.Now()); d < 59*time.Minute || d > time.Hour {
 				t.Errorf("expiry in %v, want an hour", d)
@@ -954,7 +954,7 @@ func TestJWTIssuerRoundTrip(t *testing.T) {
 			var hdr map[string]string
 			raw, _ := base64.RawURLEncoding.DecodeString(tok[:strings.IndexByte(tok, '.')])
 			json.Unmarshal(raw, &hdr)
-			if hdr["typ"] != "at+jwt" || hdr["alg"] != iss.Algorithm() || hdr["kid"] != iss.KeyID() {
+			if hdr["typ"] != "at+jwt" || hdr["alg"] != iss.method.Alg() || hdr["kid"] != iss.kid {
 				t.Errorf("header = %v", hdr)
 			}
 			// Two tokens differ in jti.
@@ -979,13 +979,13 @@ func TestJWTIssuerRoundTrip(t *testing.T) {
 			t.Fatal(err)
 		}
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(jwks) }))
-		v, err := NewJWTVerifier(JWTVerifierOptions{Issuers: []TrustedIssuer{{Issuer: iss.Issuer(), Audiences: []string{testAudience}, JWKSURL: srv.URL}}})
+		v, err := NewJWTVerifier(JWTVerifierOptions{Issuers: []TrustedIssuer{{Issuer: iss.issuer, Audiences: []string{testAudience}, JWKSURL: srv.URL}}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		tok, _ := iss.Mint(TokenClaims{Subject: "svc"})
 		if _, err := v.Verify(context.Background(), tok); err != nil {
-			t.Errorf("%s via JWKS: %v", iss.Algorithm(), err)
+			t.Errorf("%s via JWKS: %v", iss.method.Alg(), err)
 		}
 		v.Close()
 		srv.Close()

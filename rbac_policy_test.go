@@ -50,7 +50,7 @@ func TestGuardRoleToolTable(t *testing.T) {
 		"viewer":       {Subject: "v", Method: mcpauth.MethodAPIKey, Roles: []string{"viewer"}},
 		"editor":       {Subject: "e", Method: mcpauth.MethodJWT, Roles: []string{"editor"}},
 		"admin":        {Subject: "a", Method: mcpauth.MethodOAuth, Roles: []string{"admin"}},
-		"no role":      {Subject: "n", Method: mcpauth.MethodMTLS},
+		"no role":      {Subject: "n", Method: mcpauth.Method("mtls")},
 		"unknown role": {Subject: "u", Method: mcpauth.MethodAPIKey, Roles: []string{"superuser"}},
 		"two roles":    {Subject: "t", Method: mcpauth.MethodAPIKey, Roles: []string{"superuser", "editor"}},
 	}
