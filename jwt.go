@@ -91,10 +91,11 @@ type JWTVerifierOptions struct {
 	// multiple of 16, its number of shards). Zero (the default) means 10000.
 	CacheSize int
 
-	// Revocations is where revoked tokens are recorded and looked up, on
-	// every request. Nil (the default) means an in-memory store of this
-	// verifier's own (see [JWTVerifier.Revoke]).
-	Revocations RevocationStore
+	// Store is where revoked tokens are recorded (see [JWTVerifier.Revoke])
+	// and looked up, on every request. A store that several replicas share
+	// makes a revocation hold on all of them. Nil (the default) means an
+	// in-memory store of this verifier's own.
+	Store Store
 
 	// JWKSRefreshInterval is how often JWKS URLs are fetched in the
 	// background. Zero (the default) means one hour.
@@ -214,16 +215,16 @@ type TrustedIssuer struct {
 // A JWTVerifier is safe for concurrent use. Call Close to stop the
 // background refresh of JWKS URLs.
 type JWTVerifier struct {
-	issuers     map[string]*trustedIssuer
-	leeway      time.Duration
-	allowNoExp  bool
-	maxSize     int
-	cache       *tokenCache
-	revocations RevocationStore
-	now         func() time.Time
-	logger      *slog.Logger
-	cancel      context.CancelFunc
-	headers     headerMemo
+	issuers    map[string]*trustedIssuer
+	leeway     time.Duration
+	allowNoExp bool
+	maxSize    int
+	cache      *tokenCache
+	store      Store
+	now        func() time.Time
+	logger     *slog.Logger
+	cancel     context.CancelFunc
+	headers    headerMemo
 }
 
 // headerMemo remembers parsed JOSE headers by their encoded form. An
@@ -269,7 +270,7 @@ func (h *headerMemo) put(encoded string, hdr jwtHeader) {
 // public key is a pointer or a slice the caller still holds): changing opts,
 // its slices or its keys afterwards changes nothing, and a configuration
 // cannot be widened behind the reviewer's back. HTTPClient is copied too;
-// its Transport and Jar, like Revocations and Logger, are used as given.
+// its Transport and Jar, like Store and Logger, are used as given.
 func NewJWTVerifier(opts JWTVerifierOptions) (*JWTVerifier, error) {
 	if len(opts.Issuers) == 0 {
 		return nil, errors.New("mcpauth: JWT verifier: no trusted issuer")
@@ -278,13 +279,13 @@ func NewJWTVerifier(opts JWTVerifierOptions) (*JWTVerifier, error) {
 		return nil, errors.New("mcpauth: JWT verifier: negative option")
 	}
 	v := &JWTVerifier{
-		issuers:     make(map[string]*trustedIssuer, len(opts.Issuers)),
-		leeway:      opts.Leeway,
-		allowNoExp:  opts.AllowMissingExpiry,
-		maxSize:     opts.MaxTokenSize,
-		revocations: opts.Revocations,
-		now:         opts.Clock,
-		logger:      opts.Logger,
+		issuers:    make(map[string]*trustedIssuer, len(opts.Issuers)),
+		leeway:     opts.Leeway,
+		allowNoExp: opts.AllowMissingExpiry,
+		maxSize:    opts.MaxTokenSize,
+		store:      opts.Store,
+		now:        opts.Clock,
+		logger:     opts.Logger,
 	}
 	if v.maxSize == 0 {
 		v.maxSize = defaultMaxTokenSize
@@ -295,8 +296,8 @@ func NewJWTVerifier(opts JWTVerifierOptions) (*JWTVerifier, error) {
 	if v.logger == nil {
 		v.logger = slog.Default()
 	}
-	if v.revocations == nil {
-		v.revocations = newMemoryRevocations(v.now)
+	if v.store == nil {
+		v.store = newMemoryStore(v.now)
 	}
 	if opts.CacheTTL >= 0 {
 		ttl, size := opts.CacheTTL, opts.CacheSize
@@ -441,7 +442,7 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (*Principal, err
 }
 
 // Revoke makes a token stop working at once, on this verifier and on every
-// verifier that shares its [RevocationStore]. The token must be one this
+// verifier that shares its [Store]. The token must be one this
 // verifier accepts (a forged token revokes nothing); an expired token needs
 // no revocation, and Revoke returns nil for it.
 func (v *JWTVerifier) Revoke(ctx context.Context, token string) error {
@@ -451,15 +452,14 @@ func (v *JWTVerifier) Revoke(ctx context.Context, token string) error {
 		return err
 	}
 	// The record is needed until the token expires, leeway included; a
-	// token without exp needs it for good (a zero expiry).
-	var until time.Time
+	// token without exp needs it for good (no ttl).
+	var ttl time.Duration
 	if exp := vt.principal.Expiry; !exp.IsZero() {
-		until = exp.Add(v.leeway)
-		if !now.Before(until) {
+		if ttl = exp.Add(v.leeway).Sub(now); ttl <= 0 {
 			return nil
 		}
 	}
-	if err := v.revocations.Revoke(ctx, vt.revocationID(token), until); err != nil {
+	if err := v.store.Set(ctx, revokedKey(vt.revocationID(token)), nil, ttl); err != nil {
 		return fmt.Errorf("mcpauth: revoking a token: %w", err)
 	}
 	if v.cache != nil {
@@ -470,7 +470,11 @@ func (v *JWTVerifier) Revoke(ctx context.Context, token string) error {
 }
 
 func (v *JWTVerifier) checkRevoked(ctx context.Context, id string, p *Principal) error {
-	revoked, err := v.revocations.IsRevoked(ctx, id)
+	_, err := v.store.Get(ctx, revokedKey(id))
+	revoked := err == nil
+	if errors.Is(err, ErrNotFound) {
+		err = nil
+	}
 	if err != nil {
 		v.logger.LogAttrs(ctx, slog.LevelError, "mcpauth: revocation store unavailable", slog.String("key_id", p.KeyID))
 		return failure(p.Method, errRevocationsFailed, p.KeyID, "revocation store unavailable")
@@ -487,7 +491,7 @@ type verifiedToken struct {
 	jti       string
 }
 
-// revocationID names a token in a RevocationStore: its issuer and jti when
+// revocationID names a token in the revocation records: its issuer and jti when
 // it has one (RFC 7519 §4.1.7 makes the pair unique), else the SHA-256 of its
 // signing input. The signature is left out because an ECDSA signature can be
 // altered into another valid one (s to n-s): a revoked token must not come

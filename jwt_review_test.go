@@ -408,14 +408,14 @@ func TestJWTReviewJWKSOutage(t *testing.T) {
 	}
 }
 
-// TestJWTReviewZeroMemoryRevocations checks that a MemoryRevocations
-// declared as a plain variable (the exported type invites it) works as a
-// verifier's store, instead of panicking on the first Revoke.
-func TestJWTReviewZeroMemoryRevocations(t *testing.T) {
+// TestJWTZeroMemoryStore checks that a MemoryStore declared as a plain
+// variable (the exported type invites it) works as a verifier's store,
+// instead of panicking on the first Revoke.
+func TestJWTZeroMemoryStore(t *testing.T) {
 	k := testKeys()
 	now := time.Now().Truncate(time.Second)
-	var store MemoryRevocations
-	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", func(o *JWTVerifierOptions) { o.Revocations = &store })
+	var store MemoryStore
+	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", func(o *JWTVerifierOptions) { o.Store = &store })
 	ctx := context.Background()
 	token := signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), "HS256", k.secret)
 	if _, err := v.Verify(ctx, token); err != nil {
@@ -428,7 +428,7 @@ func TestJWTReviewZeroMemoryRevocations(t *testing.T) {
 			}
 		}()
 		for i := range 64 { // enough to reach the periodic clean-up
-			if err := store.Revoke(ctx, fmt.Sprint("other-", i), now.Add(-time.Hour)); err != nil {
+			if err := store.Set(ctx, fmt.Sprint("other-", i), nil, time.Millisecond); err != nil {
 				t.Fatal(err)
 			}
 		}

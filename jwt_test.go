@@ -634,18 +634,29 @@ func checkRevoke(t *testing.T, v *JWTVerifier, token, what string) {
 	}
 }
 
-// failingRevocations is a revocation store that is down.
-type failingRevocations struct{}
+// failingStore is a store that is down.
+type failingStore struct{}
 
-func (failingRevocations) Revoke(context.Context, string, time.Time) error { return errors.New("down") }
-func (failingRevocations) IsRevoked(context.Context, string) (bool, error) {
-	return false, errors.New("down")
+var errStoreDown = errors.New("down")
+
+func (failingStore) Get(context.Context, string) ([]byte, error)              { return nil, errStoreDown }
+func (failingStore) Set(context.Context, string, []byte, time.Duration) error { return errStoreDown }
+func (failingStore) Create(context.Context, string, []byte, time.Duration) error {
+	return errStoreDown
+}
+func (failingStore) Take(context.Context, string) ([]byte, error) { return nil, errStoreDown }
+func (failingStore) Delete(context.Context, string) error         { return errStoreDown }
+func (failingStore) Incr(context.Context, string, time.Duration) (int64, error) {
+	return 0, errStoreDown
+}
+func (failingStore) List(context.Context, string, func(string, []byte) error) error {
+	return errStoreDown
 }
 
 func TestJWTRevocationStoreDown(t *testing.T) {
 	k := testKeys()
 	now := time.Now()
-	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", func(o *JWTVerifierOptions) { o.Revocations = failingRevocations{} })
+	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", func(o *JWTVerifierOptions) { o.Store = failingStore{} })
 	token := signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), "HS256", k.secret)
 	h := Require(&RequireOptions{Logger: slog.New(slog.DiscardHandler)}, v)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("passed") }))
 	w := serveBearer(h, token)
