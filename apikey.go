@@ -22,9 +22,6 @@ import (
 	"github.com/mcpauth/mcpauth/internal/header"
 )
 
-// apiKeyHeader is X-API-Key in the canonical form net/http stores it under.
-const apiKeyHeader = "X-Api-Key"
-
 // APIKeyPrefix starts every key made by [GenerateAPIKey]. It lets secret
 // scanners recognise a leaked key, and lets [APIKeys] reject a key whose
 // checksum is wrong (a typo, a truncated paste) before looking it up. A
@@ -270,7 +267,7 @@ func (k *APIKeys) Authenticate(r *http.Request) (*Principal, error) {
 	if k == nil {
 		return nil, failure(MethodAPIKey, ErrUnavailable, "", "not configured")
 	}
-	key, present, ok := header.Single(r.Header, apiKeyHeader)
+	key, present, ok := header.Single(r.Header, header.APIKey)
 	if present && !ok {
 		return nil, failure(MethodAPIKey, ErrMalformed, "", "bad X-API-Key header")
 	}

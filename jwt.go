@@ -377,13 +377,13 @@ func (v *JWTVerifier) bearer(h http.Header) (token string, jwt, ok bool, err err
 		}
 		return token, jwt, true, nil
 	}
-	if !present || len(h["Authorization"]) != 1 {
+	if !present || len(h[header.Authorization]) != 1 {
 		return "", false, false, nil
 	}
 	// header.Bearer refuses values longer than header.MaxCredentialLen. Tell
 	// an oversized bearer token apart from other schemes, and accept a long
 	// one when MaxTokenSize allows it.
-	val := h["Authorization"][0]
+	val := h[header.Authorization][0]
 	if len(val) < 7 || !strings.EqualFold(val[:7], "bearer ") {
 		return "", false, false, nil
 	}

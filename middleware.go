@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mcpauth/mcpauth/internal/bridge"
+	"github.com/mcpauth/mcpauth/internal/header"
 )
 
 // RequireOptions configures [Require]. The zero value is the strict setting.
@@ -115,7 +116,7 @@ var errTwoCredentials error = &errorClass{msg: "mcpauth: more than one credentia
 
 // authenticate runs the authenticators until one finds its credentials.
 func (m *middleware) authenticate(r *http.Request) (*Principal, error) {
-	if len(r.Header["Authorization"])+len(r.Header[apiKeyHeader]) > 1 {
+	if header.Credentials(r.Header) > 1 {
 		return nil, errTwoCredentials
 	}
 	for _, a := range m.authenticators {
@@ -138,7 +139,7 @@ func (m *middleware) authenticate(r *http.Request) (*Principal, error) {
 	// Credentials were presented that no authenticator recognised (for
 	// example a JWT where only API keys are configured): they are invalid
 	// here, not missing.
-	if len(r.Header["Authorization"]) > 0 || len(r.Header[apiKeyHeader]) > 0 {
+	if header.Credentials(r.Header) > 0 {
 		return nil, ErrInvalidCredentials
 	}
 	return nil, ErrNoCredentials
@@ -294,7 +295,7 @@ func (m *middleware) auditFailure(r *http.Request, err error, c *errorClass) {
 
 // requestID returns the request's X-Request-Id, if it has exactly one.
 func requestID(r *http.Request) string {
-	if v := r.Header["X-Request-Id"]; len(v) == 1 {
+	if v := r.Header[header.RequestID]; len(v) == 1 {
 		return v[0]
 	}
 	return ""

@@ -6,6 +6,21 @@ import (
 	"strings"
 )
 
+// The headers mcpauth reads, in the canonical form net/http stores them
+// under, so that a map lookup finds them without canonicalising.
+const (
+	Authorization = "Authorization"
+	APIKey        = "X-Api-Key" // X-API-Key
+	RequestID     = "X-Request-Id"
+)
+
+// Credentials reports how many credential headers h carries: each
+// Authorization and X-API-Key line counts. More than one makes a request
+// ambiguous, whatever the authenticators' order.
+func Credentials(h http.Header) int {
+	return len(h[Authorization]) + len(h[APIKey])
+}
+
 // MaxCredentialLen bounds a credential read from a header. Longer values are
 // rejected before any hashing or parsing.
 const MaxCredentialLen = 8 << 10
