@@ -60,8 +60,10 @@ type Event struct {
 	// burying the ones that matter.
 	Repeat bool
 
-	// Method, Subject, KeyID and ClientID describe the caller, when known.
+	// Method, Issuer, Subject, KeyID and ClientID describe the caller, when
+	// known; for EventKeySource, Issuer names whose keys failed.
 	Method   Method
+	Issuer   string
 	Subject  string
 	KeyID    string
 	ClientID string
@@ -81,6 +83,13 @@ type Event struct {
 	// check of a token failed. It never holds a library's error text.
 	Detail string
 }
+
+// The reasons of EventKeySource events.
+const (
+	reasonJWKSDown        = "jwks_unavailable"
+	reasonJWKSRedirect    = "jwks_redirect_refused"
+	reasonRevocationsDown = "revocations_unavailable"
+)
 
 // MaxEventValueLen bounds each caller-chosen value of an [Event].
 const MaxEventValueLen = 256
@@ -125,6 +134,7 @@ func (s logSink) Record(ctx context.Context, e Event) {
 	}
 	str("reason", e.Reason)
 	str("method", string(e.Method))
+	str("issuer", e.Issuer)
 	str("subject", e.Subject)
 	str("key_id", e.KeyID)
 	str("client_id", e.ClientID)
@@ -165,9 +175,21 @@ func (e *Event) message() string {
 		}
 		return "mcpauth: access denied"
 	case EventKeySource:
-		return "mcpauth: key source unavailable"
+		if e.Reason == reasonRevocationsDown {
+			return "mcpauth: revocation store unavailable"
+		}
+		return "mcpauth: JWKS fetch failed"
 	}
 	return "mcpauth: " + string(e.Kind)
+}
+
+// sinkFor returns events, or the log sink on l when events is nil: the one
+// place an options struct's Events and Logger are resolved.
+func sinkFor(events EventSink, l *slog.Logger) EventSink {
+	if events != nil {
+		return events
+	}
+	return logSink{l}
 }
 
 // emit bounds the event's caller-chosen values and hands it to sink (the
@@ -183,6 +205,7 @@ func emit(ctx context.Context, sink EventSink, e Event) {
 		e.Time = time.Now()
 	}
 	e.Reason = boundValue(e.Reason)
+	e.Issuer = boundValue(e.Issuer)
 	e.Subject = boundValue(e.Subject)
 	e.KeyID = boundValue(e.KeyID)
 	e.ClientID = boundValue(e.ClientID)

@@ -112,8 +112,12 @@ type JWTVerifierOptions struct {
 	// client's own CheckRedirect, if any.
 	HTTPClient *http.Client
 
-	// Logger receives JWKS fetch failures. Nil (the default) means
-	// slog.Default().
+	// Events receives the verifier's faults: a JWKS that cannot be fetched,
+	// a revocation store that does not answer ([EventKeySource]). Nil (the
+	// default) means [LogEvents] on Logger, which writes them at Error.
+	Events EventSink
+	// Logger is where the default event sink writes. Nil (the default)
+	// means slog.Default(). It is not used when Events is set.
 	Logger *slog.Logger
 
 	// Clock returns the current time. Nil (the default) means time.Now.
@@ -222,7 +226,7 @@ type JWTVerifier struct {
 	cache      *tokenCache
 	store      Store
 	now        func() time.Time
-	logger     *slog.Logger
+	events     EventSink
 	cancel     context.CancelFunc
 	headers    headerMemo
 }
@@ -285,16 +289,13 @@ func NewJWTVerifier(opts JWTVerifierOptions) (*JWTVerifier, error) {
 		maxSize:    opts.MaxTokenSize,
 		store:      opts.Store,
 		now:        opts.Clock,
-		logger:     opts.Logger,
+		events:     sinkFor(opts.Events, opts.Logger),
 	}
 	if v.maxSize == 0 {
 		v.maxSize = defaultMaxTokenSize
 	}
 	if v.now == nil {
 		v.now = time.Now
-	}
-	if v.logger == nil {
-		v.logger = slog.Default()
 	}
 	if v.store == nil {
 		v.store = newMemoryStore(v.now)
@@ -317,7 +318,7 @@ func NewJWTVerifier(opts JWTVerifierOptions) (*JWTVerifier, error) {
 			cancel()
 			return nil, fmt.Errorf("mcpauth: JWT verifier: issuer %q configured twice", ti.Issuer)
 		}
-		iss, err := newTrustedIssuer(ctx, ti, &opts, v.logger)
+		iss, err := newTrustedIssuer(ctx, ti, &opts, v.events)
 		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("mcpauth: JWT verifier: issuer %q: %w", ti.Issuer, err)
@@ -476,7 +477,8 @@ func (v *JWTVerifier) checkRevoked(ctx context.Context, id string, p *Principal)
 		err = nil
 	}
 	if err != nil {
-		v.logger.LogAttrs(ctx, slog.LevelError, "mcpauth: revocation store unavailable", slog.String("key_id", p.KeyID))
+		emit(ctx, v.events, Event{Kind: EventKeySource, Outcome: OutcomeFailure, Reason: reasonRevocationsDown,
+			Method: p.Method, Issuer: p.Issuer, KeyID: p.KeyID})
 		return failure(p.Method, errRevocationsFailed, p.KeyID, "revocation store unavailable")
 	}
 	if revoked {

@@ -488,7 +488,7 @@ func TestJWKSRedirects(t *testing.T) {
 			if !tt.followed && !strings.Contains(log.String(), "JWKS fetch failed") {
 				t.Errorf("the refused fetch was not logged: %q", log.String())
 			}
-			if refusedByUs := !tt.followed && !tt.byCaller; refusedByUs != strings.Contains(log.String(), `reason="redirect refused"`) {
+			if refusedByUs := !tt.followed && !tt.byCaller; refusedByUs != strings.Contains(log.String(), `reason=jwks_redirect_refused`) {
 				t.Errorf("the log does not say whether the redirect was refused: %q", log.String())
 			}
 			if strings.Contains(log.String(), "s3cret") {

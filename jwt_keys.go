@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/big"
 	"net/http"
 	"net/netip"
@@ -58,7 +57,7 @@ var (
 	errNoKeys = errors.New("no keys: set Secret, PublicKeyPEM, PublicKeys or JWKSURL")
 )
 
-func newTrustedIssuer(ctx context.Context, ti *TrustedIssuer, opts *JWTVerifierOptions, logger *slog.Logger) (*trustedIssuer, error) {
+func newTrustedIssuer(ctx context.Context, ti *TrustedIssuer, opts *JWTVerifierOptions, events EventSink) (*trustedIssuer, error) {
 	if ti.Issuer == "" {
 		return nil, errors.New("empty Issuer")
 	}
@@ -157,7 +156,7 @@ func newTrustedIssuer(ctx context.Context, ti *TrustedIssuer, opts *JWTVerifierO
 		return nil, errors.New("no algorithm allowed")
 	}
 	if ti.JWKSURL != "" {
-		iss.jwks, err = newJWKSSource(ctx, ti.Issuer, ti.JWKSURL, ti.AllowHTTPJWKS, opts, logger)
+		iss.jwks, err = newJWKSSource(ctx, ti.Issuer, ti.JWKSURL, ti.AllowHTTPJWKS, opts, events)
 		if err != nil {
 			return nil, err
 		}
@@ -348,7 +347,7 @@ type jwksSource struct {
 	retry   *rate.Limiter   // the same, while the last fetch failed
 	index   atomic.Pointer[jwksIndex]
 	failed  atomic.Bool // the last fetch failed
-	logger  *slog.Logger
+	events  EventSink
 	issuer  string
 }
 
@@ -367,8 +366,8 @@ type jwksKey struct {
 	key any
 }
 
-func newJWKSSource(ctx context.Context, issuer, u string, allowHTTP bool, opts *JWTVerifierOptions, logger *slog.Logger) (*jwksSource, error) {
-	s := &jwksSource{url: logURL(u), logger: logger, issuer: issuer}
+func newJWKSSource(ctx context.Context, issuer, u string, allowHTTP bool, opts *JWTVerifierOptions, events EventSink) (*jwksSource, error) {
+	s := &jwksSource{url: logURL(u), events: events, issuer: issuer}
 	s.index.Store(&jwksIndex{})
 	client := &http.Client{Timeout: defaultJWKSTimeout}
 	if opts.HTTPClient != nil {
@@ -477,11 +476,11 @@ func (s *jwksSource) fetchFailed(ctx context.Context, err error) {
 	s.failed.Store(true)
 	// The error text may quote the response, or a redirect's URL with its
 	// query; the URL as configured (see logURL) and the fact suffice.
-	attrs := []slog.Attr{slog.String("issuer", s.issuer), slog.String("jwks_url", s.url)}
+	e := Event{Kind: EventKeySource, Outcome: OutcomeFailure, Reason: reasonJWKSDown, Issuer: s.issuer, Detail: s.url}
 	if errors.Is(err, errJWKSRedirect) {
-		attrs = append(attrs, slog.String("reason", "redirect refused"))
+		e.Reason = reasonJWKSRedirect
 	}
-	s.logger.LogAttrs(ctx, slog.LevelError, "mcpauth: JWKS fetch failed", attrs...)
+	emit(ctx, s.events, e)
 }
 
 // indexStorage is the jwkset storage behind a JWKS URL; every successful
