@@ -19,6 +19,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -639,16 +640,22 @@ type failingStore struct{}
 
 var errStoreDown = errors.New("down")
 
-func (failingStore) Get(context.Context, string) ([]byte, error)              { return nil, errStoreDown }
+func (failingStore) Get(context.Context, string) ([]byte, error) { return nil, errStoreDown }
+
 func (failingStore) Set(context.Context, string, []byte, time.Duration) error { return errStoreDown }
+
 func (failingStore) Create(context.Context, string, []byte, time.Duration) error {
 	return errStoreDown
 }
+
 func (failingStore) Take(context.Context, string) ([]byte, error) { return nil, errStoreDown }
-func (failingStore) Delete(context.Context, string) error         { return errStoreDown }
+
+func (failingStore) Delete(context.Context, string) error { return errStoreDown }
+
 func (failingStore) Incr(context.Context, string, time.Duration) (int64, error) {
 	return 0, errStoreDown
 }
+
 func (failingStore) List(context.Context, string, func(string, []byte) error) error {
 	return errStoreDown
 }
@@ -662,67 +669,6 @@ func TestJWTRevocationStoreDown(t *testing.T) {
 	w := serveBearer(h, token)
 	if w.Code != http.StatusServiceUnavailable {
 		t.Errorf("status = %d, want 503", w.Code)
-	}
-}
-
-// TestJWKS runs against a real JWKS server: a key rotation is picked up
-// without a restart, a flood of random kids causes no fetch beyond the
-// first, and a JWKS that is down gives 503.
-func TestJWKS(t *testing.T) {
-	k := testKeys()
-	now := time.Now()
-	ctx := context.Background()
-	srv := newJWKSServer(t, map[string]any{"ec-1": &k.ec.PublicKey})
-	v := testVerifier(t, now, srv.URL, func(o *JWTVerifierOptions) { o.JWKSRefetchInterval = time.Hour })
-	if n := srv.fetches.Load(); n != 1 {
-		t.Fatalf("fetches at start = %d, want 1", n)
-	}
-	claims := mustJSON(t, goodClaims(issJWKS, now, nil))
-	if _, err := v.Verify(ctx, signToken(t, `{"alg":"ES256","kid":"ec-1"}`, claims, "ES256", k.ec)); err != nil {
-		t.Fatal(err)
-	}
-	// A token without a kid is tried against the set's keys of its type.
-	if _, err := v.Verify(ctx, signToken(t, `{"alg":"ES256"}`, claims, "ES256", k.ec)); err != nil {
-		t.Fatalf("no kid: %v", err)
-	}
-	// The JWK's key type decides, not the token: an RSA token with an EC kid.
-	if _, err := v.Verify(ctx, signToken(t, `{"alg":"RS256","kid":"ec-1"}`, claims, "RS256", k.rsa)); !errors.Is(err, errTokenAlgorithm) {
-		t.Fatalf("RS256 with an EC kid: %v", err)
-	}
-
-	// Rotation: the provider publishes a new key and signs with it.
-	srv.set(t, map[string]any{"ec-1": &k.ec.PublicKey, "ed-2": k.ed.Public()})
-	if _, err := v.Verify(ctx, signToken(t, `{"alg":"EdDSA","kid":"ed-2"}`, claims, "EdDSA", k.ed)); err != nil {
-		t.Fatalf("rotated key: %v", err)
-	}
-	if n := srv.fetches.Load(); n != 2 {
-		t.Fatalf("fetches after rotation = %d, want 2", n)
-	}
-
-	// A flood of tokens with random kids, concurrently: none passes and none
-	// causes a fetch, since the refetch interval has not passed.
-	var wg sync.WaitGroup
-	var unknown atomic.Int32
-	for i := range 200 {
-		wg.Go(func() {
-			_, err := v.Verify(ctx, signToken(t, fmt.Sprintf(`{"alg":"EdDSA","kid":"random-%d"}`, i), claims, "EdDSA", k.ed))
-			if errors.Is(err, errTokenUnknownKey) {
-				unknown.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	if n := unknown.Load(); n != 200 {
-		t.Errorf("%d of 200 random kids were refused as unknown keys", n)
-	}
-	if n := srv.fetches.Load(); n != 2 {
-		t.Errorf("fetches after the flood = %d, want 2", n)
-	}
-
-	// The JWKS goes down: known keys keep working.
-	srv.setDown(true)
-	if _, err := v.Verify(ctx, signToken(t, `{"alg":"EdDSA","kid":"ed-2"}`, mustJSON(t, goodClaims(issJWKS, now, map[string]any{"jti": "x"})), "EdDSA", k.ed)); err != nil {
-		t.Fatalf("cached key while the JWKS is down: %v", err)
 	}
 }
 
@@ -797,213 +743,455 @@ func TestJWTAcceptBoundTokens(t *testing.T) {
 	}
 }
 
-// TestJWKSRotationWithoutKid: a token without a kid, signed with a key the
-// issuer rotated in since the last fetch, causes one refetch, as an unknown
-// kid does, whether the new key is of the old key's type or not, and whether
-// the set's keys have kids or, like the token, none; tokens without a kid
-// that no key verifies cannot make the verifier hammer the issuer.
-func TestJWKSRotationWithoutKid(t *testing.T) {
-	k := testKeys()
-	now := time.Now()
-	ctx := context.Background()
-	claims := mustJSON(t, goodClaims(issJWKS, now, nil))
-	newEC := func() *ecdsa.PrivateKey {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return key
+// checkVerify verifies token with v and fails t unless the outcome is the
+// one wanted: accepted for a nil class, else refused with an error of class.
+func checkVerify(t *testing.T, v *JWTVerifier, token string, class error) {
+	t.Helper()
+	_, err := v.Verify(context.Background(), token)
+	switch {
+	case class == nil && err != nil:
+		t.Fatalf("refused: %v", err)
+	case class != nil && !errors.Is(err, class):
+		t.Fatalf("Verify = %v, want %v", err, class)
 	}
-	for _, tc := range []struct {
-		name     string
-		alg      string
-		rotated  crypto.Signer
-		old, new string // the kids of the set's keys, before and after
+}
+
+// TestJWTAmbiguousJSON sends validly signed tokens whose header or
+// claims two JSON parsers could read differently. Each must be refused as
+// malformed; the control rows, which differ only in not being ambiguous,
+// must pass, so that the refusals are the ambiguity's.
+func TestJWTAmbiguousJSON(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", nil)
+	hs := func(hdr, claims string) string { return signToken(t, hdr, claims, "HS256", k.secret) }
+	base := fmt.Sprintf(`"iss":%q,"sub":"alice","aud":%q,"exp":%d`, issHMAC, testAudience, now.Add(time.Hour).Unix())
+	tests := []struct {
+		name  string
+		token string
+		class error // nil: accepted
 	}{
-		{"same key type", "ES256", newEC(), "ec-1", "new"},
-		{"another key type", "EdDSA", k.ed, "ec-1", "new"},
-		{"same key type, keys without kid", "ES256", newEC(), "", ""},
-		{"another key type, keys without kid", "EdDSA", k.ed, "", ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			srv := newJWKSServer(t, map[string]any{tc.old: &k.ec.PublicKey})
-			v := testVerifier(t, now, srv.URL, func(o *JWTVerifierOptions) { o.JWKSRefetchInterval = time.Hour })
-			if _, err := v.Verify(ctx, signToken(t, `{"alg":"ES256"}`, claims, "ES256", k.ec)); err != nil {
+		{"nested duplicate member", hs(`{"alg":"HS256"}`, `{`+base+`,"realm_access":{"roles":["user"],"roles":["admin"]}}`), errTokenMalformed},
+		{"nested duplicate member, escaped", hs(`{"alg":"HS256"}`, `{`+base+`,"realm_access":{"roles":["user"],"r\u006fles":["admin"]}}`), errTokenMalformed},
+		{"duplicate member in an object in an array", hs(`{"alg":"HS256"}`, `{`+base+`,"x":[1,{"a":1,"b":[],"a":2}]}`), errTokenMalformed},
+		{"duplicate member deep down", hs(`{"alg":"HS256"}`, `{`+base+`,"a":{"b":{"c":[{"d":{"e":1,"e":2}}]}}}`), errTokenMalformed},
+		{"nested duplicate header member", hs(`{"alg":"HS256","x":{"a":1,"a":2}}`, `{`+base+`}`), errTokenMalformed},
+		{"invalid UTF-8 in a claim", hs(`{"alg":"HS256"}`, `{`+base+`,"name":"alice`+"\xff"+`"}`), errTokenMalformed},
+		{"invalid UTF-8 in sub", hs(`{"alg":"HS256"}`, fmt.Sprintf(`{"iss":%q,"sub":"alice`+"\xfe"+`","aud":%q,"exp":%d}`, issHMAC, testAudience, now.Add(time.Hour).Unix())), errTokenMalformed},
+		{"invalid UTF-8 in a member name", hs(`{"alg":"HS256"}`, `{`+base+`,"role`+"\xc0"+`":"admin"}`), errTokenMalformed},
+		{"invalid UTF-8 in the header", hs(`{"alg":"HS256","x":"`+"\xed\xa0\x80"+`"}`, `{`+base+`}`), errTokenMalformed},
+		{"escaped lone high surrogate in sub", hs(`{"alg":"HS256"}`, fmt.Sprintf(`{"iss":%q,"sub":"alice\ud800","aud":%q,"exp":%d}`, issHMAC, testAudience, now.Add(time.Hour).Unix())), errTokenMalformed},
+		{"escaped lone low surrogate", hs(`{"alg":"HS256"}`, `{`+base+`,"name":"\udc00x"}`), errTokenMalformed},
+		{"escaped reversed surrogates", hs(`{"alg":"HS256"}`, `{`+base+`,"name":"\ude00\ud83d"}`), errTokenMalformed},
+		{"escaped high surrogate before a non-surrogate", hs(`{"alg":"HS256"}`, `{`+base+`,"name":"\ud83d\u0041"}`), errTokenMalformed},
+		{"escaped surrogate in a member name", hs(`{"alg":"HS256"}`, `{`+base+`,"role\uDBFF":"admin"}`), errTokenMalformed},
+		{"escaped surrogate in the header", hs(`{"alg":"HS256","x":"\ud800"}`, `{`+base+`}`), errTokenMalformed},
+		{"control: UTF-8 and escapes", hs(`{"alg":"HS256"}`, `{`+base+`,"name":"Zoë \u00eb \ud83d\ude00 \uD83D\uDE00 \\ud800 \"\ud7ff\ue000\uffff 😀"}`), nil},
+		{"control: one name in several objects", hs(`{"alg":"HS256","x":{"alg":1}}`, `{`+base+`,"roles":["a"],"realm_access":{"roles":["b"],"x":{"roles":[]}},"l":[{"a":1},{"a":2},[{"a":3}],"a,\"a\":{"]}`), nil},
+		{"control: empty objects and arrays", hs(`{"alg":"HS256"}`, `{`+base+`,"a":{},"b":[],"c":[{},[],{"d":{}}]}`), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { checkVerify(t, v, tt.token, tt.class) })
+	}
+}
+
+// TestJWTNonCanonicalEncoding checks that a token is read in one
+// encoding only: a variant of a valid token that decodes to the same bytes
+// (line breaks, padding, the standard alphabet, non-zero trailing bits) is
+// refused, through Verify as well as through HTTP, so that it cannot make
+// a second cache entry or differ from the token an operator revoked.
+func TestJWTNonCanonicalEncoding(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", nil)
+	// A token whose signature holds both URL-safe characters and ends in
+	// a character with two unused bits.
+	var token string
+	for i := 0; ; i++ {
+		token = signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, map[string]any{"jti": fmt.Sprint(i)})), "HS256", k.secret)
+		sig := token[strings.LastIndexByte(token, '.')+1:]
+		if strings.ContainsAny(sig, "-_") && strings.IndexByte("AQgw", sig[len(sig)-1]) >= 0 {
+			break
+		}
+	}
+	dot1, dot2 := strings.IndexByte(token, '.'), strings.LastIndexByte(token, '.')
+	sig := token[dot2+1:]
+	const b64url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	tests := []struct {
+		name  string
+		token string
+	}{
+		{"LF in the signature", token[:dot2+5] + "\n" + token[dot2+5:]},
+		{"CRLF in the signature", token[:dot2+5] + "\r\n" + token[dot2+5:]},
+		{"trailing LF", token + "\n"},
+		{"LF in the claims", token[:dot1+5] + "\n" + token[dot1+5:]},
+		{"LF in the header", token[:5] + "\n" + token[5:]},
+		{"padded signature", token + "="},
+		{"standard alphabet", token[:dot2+1] + strings.NewReplacer("-", "+", "_", "/").Replace(sig)},
+		{"non-zero trailing bits", token[:len(token)-1] + string(b64url[strings.IndexByte(b64url, sig[len(sig)-1])+1])},
+	}
+	ctx := context.Background()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := v.Verify(ctx, tt.token); !errors.Is(err, errTokenMalformed) {
+				t.Errorf("Verify = %v, want %v", err, errTokenMalformed)
+			}
+			if err := v.Revoke(ctx, tt.token); !errors.Is(err, errTokenMalformed) {
+				t.Errorf("Revoke = %v, want %v", err, errTokenMalformed)
+			}
+		})
+	}
+	if _, err := v.Verify(ctx, token); err != nil {
+		t.Fatalf("the canonical token: %v", err)
+	}
+}
+
+// TestJWTClaimEdges pins claim checks found sound in review, at their
+// edges: the audience's trailing-slash tolerance is not a prefix match, the
+// issuer is compared exactly, alg is matched exactly (no case folding or
+// trimming), NumericDates must be numbers, and Leeway applies to exp, nbf
+// and iat alike.
+func TestJWTClaimEdges(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", func(o *JWTVerifierOptions) { o.Leeway = 30 * time.Second })
+	claims := func(change map[string]any) string { return mustJSON(t, goodClaims(issHMAC, now, change)) }
+	hs := func(hdr string, change map[string]any) string {
+		return signToken(t, hdr, claims(change), "HS256", k.secret)
+	}
+	at := func(d time.Duration) int64 { return now.Add(d).Unix() }
+	tests := []struct {
+		name  string
+		token string
+		class error // nil: accepted
+	}{
+		{"aud with a trailing slash", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience + "/"}), nil},
+		{"aud with two trailing slashes", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience + "//"}), errTokenAudience},
+		{"aud that extends the resource", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience + "x"}), errTokenAudience},
+		{"aud under the resource", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience + "/other"}), errTokenAudience},
+		{"aud a prefix of the resource", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience[:len(testAudience)-1]}), errTokenAudience},
+		{"aud in other case", hs(`{"alg":"HS256"}`, map[string]any{"aud": strings.ToUpper(testAudience)}), errTokenAudience},
+		{"aud an empty array", hs(`{"alg":"HS256"}`, map[string]any{"aud": []string{}}), errTokenAudience},
+		{"aud an empty string", hs(`{"alg":"HS256"}`, map[string]any{"aud": ""}), errTokenAudience},
+		{"aud an array with a number", hs(`{"alg":"HS256"}`, map[string]any{"aud": []any{testAudience, 1}}), errTokenMalformed},
+		{"iss with a trailing slash", hs(`{"alg":"HS256"}`, map[string]any{"iss": issHMAC + "/"}), errTokenIssuer},
+		{"iss in other case", hs(`{"alg":"HS256"}`, map[string]any{"iss": strings.ToUpper(issHMAC)}), errTokenIssuer},
+		{"iss an array", hs(`{"alg":"HS256"}`, map[string]any{"iss": []string{issHMAC}}), errTokenIssuer},
+		{"alg with a space", hs(`{"alg":"HS256 "}`, nil), errTokenAlgorithm},
+		{"alg in lower case", hs(`{"alg":"hs256"}`, nil), errTokenAlgorithm},
+		{"alg NONE", hs(`{"alg":"NONE"}`, nil), errTokenAlgorithm},
+		{"alg empty", hs(`{"alg":""}`, nil), errTokenAlgorithm},
+		{"alg a number", hs(`{"alg":256}`, nil), errTokenMalformed},
+		{"typ with a space", hs(`{"alg":"HS256","typ":"JWT "}`, nil), errTokenType},
+		{"exp negative", hs(`{"alg":"HS256"}`, map[string]any{"exp": -1}), errTokenExpired},
+		{"exp null", hs(`{"alg":"HS256"}`, map[string]any{"exp": json.RawMessage("null")}), errTokenMalformed},
+		{"exp a numeric string", hs(`{"alg":"HS256"}`, map[string]any{"exp": fmt.Sprint(at(time.Hour))}), errTokenMalformed},
+		{"exp true", hs(`{"alg":"HS256"}`, map[string]any{"exp": true}), errTokenMalformed},
+		{"exp an array", hs(`{"alg":"HS256"}`, map[string]any{"exp": []int64{at(time.Hour)}}), errTokenMalformed},
+		{"exp far beyond int64", hs(`{"alg":"HS256"}`, map[string]any{"exp": json.RawMessage("1e300")}), nil},
+		{"exp within leeway", hs(`{"alg":"HS256"}`, map[string]any{"exp": at(-29 * time.Second)}), nil},
+		{"exp beyond leeway", hs(`{"alg":"HS256"}`, map[string]any{"exp": at(-30 * time.Second)}), errTokenExpired},
+		{"nbf within leeway", hs(`{"alg":"HS256"}`, map[string]any{"nbf": at(30 * time.Second)}), nil},
+		{"nbf beyond leeway", hs(`{"alg":"HS256"}`, map[string]any{"nbf": at(31 * time.Second)}), errTokenNotYetValid},
+		{"nbf a string", hs(`{"alg":"HS256"}`, map[string]any{"nbf": "0"}), errTokenMalformed},
+		{"iat within leeway", hs(`{"alg":"HS256"}`, map[string]any{"iat": at(30 * time.Second)}), nil},
+		{"iat beyond leeway", hs(`{"alg":"HS256"}`, map[string]any{"iat": at(31 * time.Second)}), errTokenNotYetValid},
+		{"iat long ago", hs(`{"alg":"HS256"}`, map[string]any{"iat": 0}), nil},
+		{"sub a number", hs(`{"alg":"HS256"}`, map[string]any{"sub": 7}), errTokenMalformed},
+		{"sub empty", hs(`{"alg":"HS256"}`, map[string]any{"sub": ""}), errTokenMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { checkVerify(t, v, tt.token, tt.class) })
+	}
+}
+
+// TestJWTZeroMemoryStore checks that a MemoryStore declared as a plain
+// variable (the exported type invites it) works as a verifier's store,
+// instead of panicking on the first Revoke.
+func TestJWTZeroMemoryStore(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	var store MemoryStore
+	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", func(o *JWTVerifierOptions) { o.Store = &store })
+	ctx := context.Background()
+	token := signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), "HS256", k.secret)
+	if _, err := v.Verify(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				t.Fatalf("Revoke panicked: %v", r)
+			}
+		}()
+		for i := range 64 { // enough to reach the periodic clean-up
+			if err := store.Set(ctx, fmt.Sprint("other-", i), nil, time.Millisecond); err != nil {
 				t.Fatal(err)
 			}
-			srv.set(t, map[string]any{tc.new: tc.rotated.Public()})
-			if _, err := v.Verify(ctx, signToken(t, `{"alg":"`+tc.alg+`"}`, claims, tc.alg, tc.rotated)); err != nil {
-				t.Fatalf("token of the rotated key: %v", err)
-			}
-			if n := srv.fetches.Load(); n != 2 {
-				t.Fatalf("fetches after rotation = %d, want 2", n)
-			}
-			// Forged tokens without a kid: refused, and no more fetches
-			// within the refetch interval.
-			for range 50 {
-				_, err := v.Verify(ctx, signToken(t, `{"alg":"ES256"}`, claims, "ES256", newEC()))
-				if !errors.Is(err, errTokenSignature) && !errors.Is(err, errTokenUnknownKey) {
-					t.Fatalf("forged token: %v", err)
+		}
+		if err := v.Revoke(ctx, token); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	if _, err := v.Verify(ctx, token); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("after Revoke: %v", err)
+	}
+}
+
+// TestJWTScopeSplit checks that a scope string is split at spaces
+// (U+0020) only, as RFC 6749 §3.3 and RFC 8693 §4.2 define it. Splitting at
+// any Unicode white space let one scope an identity provider granted (say a
+// parameterised "group:x<NBSP>admin", which it reads as one token) become
+// two here, one of them "admin".
+func TestJWTScopeSplit(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", nil)
+	tests := []struct {
+		scope string
+		want  []string
+	}{
+		{"read  write ", []string{"read", "write"}},
+		{"group:x\u00a0admin", []string{"group:x\u00a0admin"}},
+		{"group:x\tadmin read", []string{"group:x\tadmin", "read"}},
+		{"group:x\nadmin", []string{"group:x\nadmin"}},
+		{"group:x\u2003admin\u3000root", []string{"group:x\u2003admin\u3000root"}},
+		{"group:x\u0085admin", []string{"group:x\u0085admin"}},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%q", tt.scope), func(t *testing.T) {
+			for _, claim := range []string{"scope", "scp"} {
+				token := signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, map[string]any{"scope": nil, claim: tt.scope})), "HS256", k.secret)
+				p, err := v.Verify(context.Background(), token)
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-			if n := srv.fetches.Load(); n != 2 {
-				t.Errorf("fetches after 50 forged tokens = %d, want 2", n)
+				if fmt.Sprintf("%q", p.Scopes) != fmt.Sprintf("%q", tt.want) {
+					t.Errorf("%s %q: Scopes = %q, want %q", claim, tt.scope, p.Scopes, tt.want)
+				}
 			}
 		})
 	}
 }
 
-func TestJWKSDown(t *testing.T) {
-	k := testKeys()
+// TestHMACKeyLengthPerAlgorithm: RFC 7518 §3.2 wants an HMAC key at least as
+// long as the hash, so a 32-byte secret verifies HS256 but not HS384 or
+// HS512, even for a token it did sign.
+func TestHMACKeyLengthPerAlgorithm(t *testing.T) {
 	now := time.Now()
-	srv := newJWKSServer(t, map[string]any{"ec-1": &k.ec.PublicKey})
-	srv.setDown(true)
-	var log bytes.Buffer
-	start := time.Now()
-	v := testVerifier(t, now, srv.URL, func(o *JWTVerifierOptions) {
-		o.Logger = slog.New(slog.NewTextHandler(&log, nil))
-		o.JWKSRefetchInterval = 100 * time.Millisecond
-	})
-	if !strings.Contains(log.String(), "JWKS fetch failed") {
-		t.Errorf("the failed fetch was not logged: %q", log.String())
-	}
-	token := signToken(t, `{"alg":"ES256","kid":"ec-1"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ec)
-	h := Require(&RequireOptions{Logger: slog.New(slog.DiscardHandler)}, v)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("passed") }))
-	for _, tok := range []string{token, signToken(t, `{"alg":"ES256"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ec)} {
-		w := serveBearer(h, tok)
-		if w.Code != http.StatusServiceUnavailable {
-			t.Errorf("status = %d, want 503", w.Code)
-		}
-	}
-	// Once the JWKS is back, service resumes without a restart, after the
-	// retry interval (here the refetch interval, which is shorter).
-	srv.setDown(false)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, err := v.Verify(context.Background(), token)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, ErrUnavailable) || time.Now().After(deadline) {
-			t.Fatalf("after recovery: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	// While it was down, the requests above caused few fetches: the start,
-	// then at most one per retry interval.
-	if n := srv.fetches.Load(); n > 2+int32(time.Since(start)/(100*time.Millisecond)) {
-		t.Errorf("%d fetches", n)
-	}
-}
-
-func TestJWKSBackgroundRefresh(t *testing.T) {
-	k := testKeys()
-	now := time.Now()
-	srv := newJWKSServer(t, map[string]any{"ec-1": &k.ec.PublicKey})
-	v := testVerifier(t, now, srv.URL, func(o *JWTVerifierOptions) {
-		o.JWKSRefreshInterval = 20 * time.Millisecond
-		o.JWKSRefetchInterval = time.Hour
-	})
-	// Use up the unknown-kid refetch, so only the background refresh can
-	// find the new key.
-	claims := mustJSON(t, goodClaims(issJWKS, now, nil))
-	if _, err := v.Verify(context.Background(), signToken(t, `{"alg":"ES256","kid":"nope"}`, claims, "ES256", k.ec)); !errors.Is(err, errTokenUnknownKey) {
-		t.Fatal(err)
-	}
-	srv.set(t, map[string]any{"ed-2": k.ed.Public()})
-	token := signToken(t, `{"alg":"EdDSA","kid":"ed-2"}`, claims, "EdDSA", k.ed)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, err := v.Verify(context.Background(), token)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the background refresh never picked up the new key: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	// The old key was dropped from the set, and so is refused now.
-	if _, err := v.Verify(context.Background(), signToken(t, `{"alg":"ES256","kid":"ec-1"}`, claims, "ES256", k.ec)); !errors.Is(err, errTokenUnknownKey) {
-		t.Errorf("removed key: %v", err)
-	}
-}
-
-func TestJWTIssuerRoundTrip(t *testing.T) {
-	k := testKeys()
-	for _, key := range []any{k.secret, k.ec, k.ed} {
-		iss, err := NewJWTIssuer(JWTIssuerOptions{Issuer: "https://as.example.com", Key: key, Audience: []string{testAudience}})
+	for _, tt := range []struct {
+		secretLen int
+		alg       string
+		ok        bool
+	}{
+		{32, "HS256", true}, {32, "HS384", false}, {32, "HS512", false},
+		{48, "HS384", true}, {48, "HS512", false},
+		{64, "HS256", true}, {64, "HS384", true}, {64, "HS512", true},
+	} {
+		secret := bytes.Repeat([]byte{'k'}, tt.secretLen)
+		v, err := NewJWTVerifier(JWTVerifierOptions{Issuers: []TrustedIssuer{{Issuer: issHMAC, Audiences: []string{testAudience}, Secret: secret}}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Run(iss.method.Alg(), func(t *testing.T) {
-			tok, err := iss.Mint(TokenClaims{Subject: "svc", ClientID: "c", Scopes: []string{"a", "b"}, Roles: []string{"r"}, Extra: map[string]any{"tenant": "t1"}})
-			if err != nil {
-				t.Fatal(err)
+		token := signToken(t, `{"alg":"`+tt.alg+`","typ":"JWT"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), tt.alg, secret)
+		_, err = v.Verify(context.Background(), token)
+		v.Close()
+		if tt.ok && err != nil {
+			t.Errorf("%d-byte secret, %s: %v", tt.secretLen, tt.alg, err)
+		}
+		if !tt.ok && !errors.Is(err, errTokenAlgorithm) {
+			t.Errorf("%d-byte secret, %s: err = %v, want errTokenAlgorithm", tt.secretLen, tt.alg, err)
+		}
+	}
+}
+
+// outcome summarises what v makes of token: the principal's roles, scopes
+// and method, or the reason of the refusal.
+func outcome(v *JWTVerifier, token string) string {
+	p, err := v.Verify(context.Background(), token)
+	if err != nil {
+		if c := classOf(err); c != nil {
+			return "refused: " + c.reason
+		}
+		return "refused: " + err.Error()
+	}
+	return fmt.Sprintf("ok: sub=%s method=%s roles=%v scopes=%v", p.Subject, p.Method, p.Roles, p.Scopes)
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// cloneRSA, cloneEC and cloneEd return copies of test keys, so that a test
+// may change a key in place without touching the shared ones.
+func cloneRSA(k *rsa.PublicKey) *rsa.PublicKey {
+	return &rsa.PublicKey{N: new(big.Int).Set(k.N), E: k.E}
+}
+
+func cloneEC(k *ecdsa.PublicKey) *ecdsa.PublicKey {
+	return &ecdsa.PublicKey{Curve: k.Curve, X: new(big.Int).Set(k.X), Y: new(big.Int).Set(k.Y)}
+}
+
+func cloneECPrivate(k *ecdsa.PrivateKey) *ecdsa.PrivateKey {
+	return &ecdsa.PrivateKey{PublicKey: *cloneEC(&k.PublicKey), D: new(big.Int).Set(k.D)}
+}
+
+// TestJWTVerifierConfigCopied changes, after NewJWTVerifier, every slice and
+// map of the options it was given, every key in them and the HTTP client
+// they point to, and checks that the verifier makes of a set of tokens what
+// it made of them before: the configuration is read once, at construction.
+func TestJWTVerifierConfigCopied(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	const (
+		issEd  = "https://ed.example.com"
+		issEC  = "https://ec.example.com"
+		issRS  = "https://rs.example.com"
+		issPEM = "https://pem.example.com"
+		other  = "https://other.example.com/mcp"
+	)
+	jwks := newJWKSServer(t, map[string]any{"ec-1": &k.ec.PublicKey})
+	claims := func(iss string, change map[string]any) string {
+		c := goodClaims(iss, now, map[string]any{"roles": nil, "groups": []string{"admin"}, "role": "user", "perms": "p:read", "scope": "s:read"})
+		for n, v := range change {
+			c[n] = v
+		}
+		return mustJSON(t, c)
+	}
+	hdr := func(alg, kid string) string {
+		if kid == "" {
+			return `{"alg":"` + alg + `"}`
+		}
+		return `{"alg":"` + alg + `","kid":"` + kid + `"}`
+	}
+	type probe struct{ name, token string }
+	var probes []probe
+	add := func(name, h, c, alg string, key any) {
+		probes = append(probes, probe{name, signToken(t, h, c, alg, key)})
+	}
+	for _, iss := range []struct {
+		name, iss, alg string
+		key, attacker  any
+		kid            string
+	}{
+		{"hmac", issHMAC, "HS256", k.secret, []byte(strings.Repeat("x", 64)), ""},
+		{"ed25519", issEd, "EdDSA", k.ed, nil, ""},
+		{"ecdsa", issEC, "ES256", k.ec, k.ecAttacker, ""},
+		{"rsa", issRS, "RS256", k.rsa, k.rsaAttacker, ""},
+		{"pem", issPEM, "RS256", k.rsa, k.rsaAttacker, ""},
+		{"jwks", issJWKS, "ES256", k.ec, k.ecAttacker, "ec-1"},
+	} {
+		add(iss.name+" good", hdr(iss.alg, iss.kid), claims(iss.iss, nil), iss.alg, iss.key)
+		add(iss.name+" other audience", hdr(iss.alg, iss.kid), claims(iss.iss, map[string]any{"aud": other}), iss.alg, iss.key)
+		if iss.attacker != nil {
+			add(iss.name+" attacker's key", hdr(iss.alg, iss.kid), claims(iss.iss, nil), iss.alg, iss.attacker)
+		}
+	}
+	add("hmac HS512", hdr("HS512", ""), claims(issHMAC, nil), "HS512", k.secret)
+	add("jwks unknown kid", hdr("ES256", "ec-2"), claims(issJWKS, nil), "ES256", k.ec)
+
+	// newOpts returns options of their own, keys included, for each case.
+	newOpts := func() JWTVerifierOptions {
+		der, err := x509.MarshalPKIXPublicKey(&k.rsa.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return JWTVerifierOptions{
+			Issuers: []TrustedIssuer{
+				{Issuer: issHMAC, Audiences: []string{testAudience}, Secret: slices.Clone(k.secret), Algorithms: []string{"HS256"},
+					RoleClaims: []string{"groups"}, ScopeClaims: []string{"perms"}},
+				{Issuer: issEd, Audiences: []string{testAudience}, PublicKeys: []crypto.PublicKey{slices.Clone(k.ed.Public().(ed25519.PublicKey))}},
+				{Issuer: issEC, Audiences: []string{testAudience}, PublicKeys: []crypto.PublicKey{cloneEC(&k.ec.PublicKey)}},
+				{Issuer: issRS, Audiences: []string{testAudience}, PublicKeys: []crypto.PublicKey{cloneRSA(&k.rsa.PublicKey)}},
+				{Issuer: issPEM, Audiences: []string{testAudience}, PublicKeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})},
+				{Issuer: issJWKS, Audiences: []string{testAudience}, JWKSURL: jwks.URL, Algorithms: []string{"ES256"},
+					RoleClaims: []string{"groups"}, ScopeClaims: []string{"perms"}},
+			},
+			CacheTTL:            -1, // every Verify reads the configuration
+			JWKSRefetchInterval: time.Nanosecond,
+			HTTPClient:          &http.Client{Transport: http.DefaultTransport, Timeout: 5 * time.Second},
+			Logger:              slog.New(slog.DiscardHandler),
+			Clock:               func() time.Time { return now },
+		}
+	}
+	down := roundTripFunc(func(*http.Request) (*http.Response, error) { return nil, errors.New("down") })
+	tests := []struct {
+		name   string
+		mutate func(o *JWTVerifierOptions)
+	}{
+		{"Issuers[i] replaced", func(o *JWTVerifierOptions) {
+			for i := range o.Issuers {
+				o.Issuers[i] = TrustedIssuer{Issuer: o.Issuers[i].Issuer, SkipAudienceCheck: true, Secret: []byte(strings.Repeat("x", 64))}
 			}
-			ti := iss.TrustedIssuer()
-			ti.Method = MethodOAuth
-			v, err := NewJWTVerifier(JWTVerifierOptions{Issuers: []TrustedIssuer{ti}})
+		}},
+		{"Issuers[i].Issuer", func(o *JWTVerifierOptions) {
+			for i := range o.Issuers {
+				o.Issuers[i].Issuer += ".evil"
+			}
+		}},
+		{"Audiences[0]", func(o *JWTVerifierOptions) {
+			for _, ti := range o.Issuers {
+				ti.Audiences[0] = other
+			}
+		}},
+		{"Algorithms[0]", func(o *JWTVerifierOptions) {
+			o.Issuers[0].Algorithms[0] = "HS512"
+			o.Issuers[5].Algorithms[0] = "RS256"
+		}},
+		{"RoleClaims[0]", func(o *JWTVerifierOptions) {
+			o.Issuers[0].RoleClaims[0] = "role"
+			o.Issuers[5].RoleClaims[0] = "role"
+		}},
+		{"ScopeClaims[0]", func(o *JWTVerifierOptions) {
+			o.Issuers[0].ScopeClaims[0] = "scope"
+			o.Issuers[5].ScopeClaims[0] = "scope"
+		}},
+		{"Secret bytes", func(o *JWTVerifierOptions) { copy(o.Issuers[0].Secret, strings.Repeat("x", 64)) }},
+		{"PublicKeys[0] replaced", func(o *JWTVerifierOptions) {
+			o.Issuers[1].PublicKeys[0] = k.ecAttacker.Public()
+			o.Issuers[2].PublicKeys[0] = k.ecAttacker.Public()
+			o.Issuers[3].PublicKeys[0] = k.rsaAttacker.Public()
+		}},
+		{"PublicKeys Ed25519 key bytes", func(o *JWTVerifierOptions) {
+			_, other, _ := ed25519.GenerateKey(nil)
+			copy(o.Issuers[1].PublicKeys[0].(ed25519.PublicKey), other.Public().(ed25519.PublicKey))
+		}},
+		{"PublicKeys ECDSA point", func(o *JWTVerifierOptions) {
+			pub := o.Issuers[2].PublicKeys[0].(*ecdsa.PublicKey)
+			pub.X.Set(k.ecAttacker.X)
+			pub.Y.Set(k.ecAttacker.Y)
+		}},
+		{"PublicKeys RSA modulus", func(o *JWTVerifierOptions) {
+			o.Issuers[3].PublicKeys[0].(*rsa.PublicKey).N.Set(k.rsaAttacker.N)
+		}},
+		{"PublicKeyPEM bytes", func(o *JWTVerifierOptions) { clear(o.Issuers[4].PublicKeyPEM) }},
+		{"JWKSURL", func(o *JWTVerifierOptions) { o.Issuers[5].JWKSURL = "http://127.0.0.1:1/jwks" }},
+		{"HTTPClient transport", func(o *JWTVerifierOptions) { o.HTTPClient.Transport = down }},
+		{"HTTPClient replaced", func(o *JWTVerifierOptions) { *o.HTTPClient = http.Client{Transport: down} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := newOpts()
+			v, err := NewJWTVerifier(opts)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer v.Close()
-			p, err := v.Verify(context.Background(), tok)
-			if err != nil {
-				t.Fatal(err)
+			before := make([]string, len(probes))
+			for i, p := range probes {
+				before[i] = outcome(v, p.token)
 			}
-			if p.Subject != "svc" || p.ClientID != "c" || fmt.Sprint(p.Scopes, p.Roles) != "[a b] [r]" || p.Claims["tenant"] != "t1" || p.Method != MethodOAuth {
-				t.Errorf("principal = %+v", p)
+			// The outcomes must be worth keeping: good tokens pass with the
+			// configured claims, the others are refused.
+			if !strings.Contains(before[0], "roles=[admin] scopes=[p:read]") || !strings.HasPrefix(before[1], "refused") {
+				t.Fatalf("before the change: %q, %q", before[0], before[1])
 			}
-			if iss.kid != "" && p.KeyID != iss.kid {
-				t.Errorf("KeyID = %q, want the kid %q", p.KeyID, iss.kid)
-			}
-			if d := p.Expiry.Sub(time.Now()); d < 59*time.Minute || d > time.Hour {
-				t.Errorf("expiry in %v, want an hour", d)
-			}
-			// Header: at+jwt, the issuer's alg and kid.
-			var hdr map[string]string
-			raw, _ := base64.RawURLEncoding.DecodeString(tok[:strings.IndexByte(tok, '.')])
-			json.Unmarshal(raw, &hdr)
-			if hdr["typ"] != "at+jwt" || hdr["alg"] != iss.method.Alg() || hdr["kid"] != iss.kid {
-				t.Errorf("header = %v", hdr)
-			}
-			// Two tokens differ in jti.
-			tok2, _ := iss.Mint(TokenClaims{Subject: "svc"})
-			p2, err := v.Verify(context.Background(), tok2)
-			if err != nil || p2.Claims["jti"] == p.Claims["jti"] {
-				t.Errorf("second token: %v, jti %v", err, p2.Claims["jti"])
-			}
-			if _, err := iss.Mint(TokenClaims{Subject: "x", Extra: map[string]any{"sub": "root"}}); err == nil {
-				t.Error("Extra replaced sub")
+			tt.mutate(&opts)
+			for i, p := range probes {
+				if got := outcome(v, p.token); got != before[i] {
+					t.Errorf("%s: %q after the change, %q before", p.name, got, before[i])
+				}
 			}
 		})
-		// The JWKS of an asymmetric issuer serves a JWKS verifier.
-		if iss.PublicKey() == nil {
-			if _, err := iss.JWKS(); err == nil {
-				t.Error("an HMAC issuer published a JWKS")
-			}
-			continue
-		}
-		jwks, err := iss.JWKS()
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(jwks) }))
-		v, err := NewJWTVerifier(JWTVerifierOptions{Issuers: []TrustedIssuer{{Issuer: iss.issuer, Audiences: []string{testAudience}, JWKSURL: srv.URL}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		tok, _ := iss.Mint(TokenClaims{Subject: "svc"})
-		if _, err := v.Verify(context.Background(), tok); err != nil {
-			t.Errorf("%s via JWKS: %v", iss.method.Alg(), err)
-		}
-		v.Close()
-		srv.Close()
-	}
-	for _, key := range []any{nil, []byte("short"), k.rsa, "a string secret of more than 32 bytes...."} {
-		if _, err := NewJWTIssuer(JWTIssuerOptions{Issuer: "i", Key: key}); err == nil {
-			t.Errorf("NewJWTIssuer accepted a %T key", key)
-		}
 	}
 }
