@@ -138,7 +138,9 @@ func TestConfigErrors(t *testing.T) {
 	// A short secret stops the server before it listens, and the error
 	// does not show it.
 	const short = "sekrit-9f3a"
-	err := run(context.Background(), []string{"-addr", "127.0.0.1:0"}, env(map[string]string{"JWT_SECRET": short}), &syncBuffer{}, &syncBuffer{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // a run that wrongly serves returns at once
+	err := run(ctx, []string{"-addr", "127.0.0.1:0"}, env(map[string]string{"JWT_SECRET": short}), &syncBuffer{}, &syncBuffer{})
 	if err == nil || strings.Contains(err.Error(), short) {
 		t.Errorf("a short JWT_SECRET: %v", err)
 	}

@@ -103,8 +103,12 @@ func TestQuickstartConfigErrors(t *testing.T) {
 		{[]string{"-addr", "127.0.0.1:0"}, key + ";" + key[:len(key)-1] + "x"},          // ';' is no separator
 		{[]string{"-no-such-flag"}, ""},
 	} {
+		// Cancelled: a run that wrongly got as far as serving returns at
+		// once, with nil, instead of serving until the test times out.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
 		var stdout, stderr syncBuffer
-		err := run(context.Background(), tt.args, func(k string) string { return map[string]string{mcpauth.EnvAPIKeys: tt.keys}[k] }, &stdout, &stderr)
+		err := run(ctx, tt.args, func(k string) string { return map[string]string{mcpauth.EnvAPIKeys: tt.keys}[k] }, &stdout, &stderr)
 		if err == nil {
 			t.Errorf("run(%q, %q) served", tt.args, tt.keys)
 		} else if strings.Contains(err.Error(), key) || strings.Contains(stderr.String(), key) {

@@ -79,6 +79,29 @@ func TestPlainHTTPWarning(t *testing.T) {
 	}
 }
 
+// TestListenWarns: listen logs the warning for plain HTTP beyond loopback,
+// and only then. (The port name does not resolve, so nothing is bound to a
+// non-loopback address.)
+func TestListenWarns(t *testing.T) {
+	for _, tt := range []struct {
+		addr string
+		warn bool
+	}{
+		{"0.0.0.0:no-such-port", true},
+		{":no-such-port", true},
+		{"127.0.0.1:0", false},
+	} {
+		var logs bytes.Buffer
+		sf := serverFlags{addr: tt.addr}
+		if l, err := sf.listen(log.New(&logs, "", 0)); err == nil {
+			l.Close()
+		}
+		if got := strings.Contains(logs.String(), "WARNING: serving plain HTTP"); got != tt.warn {
+			t.Errorf("listen(%q) logged %q, want a warning: %v", tt.addr, logs.String(), tt.warn)
+		}
+	}
+}
+
 // TestServerLimits: the timeouts and header limit are set, and no
 // WriteTimeout cuts SSE streams.
 func TestServerLimits(t *testing.T) {

@@ -75,8 +75,10 @@ func TestExampleGeneratesKeys(t *testing.T) {
 // the policy does not declare, and never a key.
 func TestExampleRefusesUnknownRole(t *testing.T) {
 	keys, env := keysFor(t, "viewer", "administrator", "veiwer")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // a run that wrongly serves returns at once
 	var stdout, stderr syncBuffer
-	err := run(context.Background(), []string{"-addr", "127.0.0.1:0"}, func(k string) string {
+	err := run(ctx, []string{"-addr", "127.0.0.1:0"}, func(k string) string {
 		return map[string]string{mcpauth.EnvAPIKeys: env}[k]
 	}, &stdout, &stderr)
 	if err == nil || !strings.Contains(err.Error(), `"administrator"`) || !strings.Contains(err.Error(), `"veiwer"`) ||
