@@ -435,9 +435,24 @@ func (s *Store) sweeper() {
 
 // sweepOnce deletes at most sweepBatch expired entries in one transaction
 // and returns how many it deleted.
-func (s *Store) sweepOnce() (int, error) {
-	n := 0
-	err := s.db.Update(func(btx *bbolt.Tx) error {
+func (s *Store) sweepOnce() (n int, err error) {
+	defer func() {
+		if err == nil && s.onSweep != nil {
+			s.onSweep(n)
+		}
+	}()
+	// A read first: a write transaction costs an fsync even when it
+	// changes nothing.
+	due := false
+	err = s.db.View(func(btx *bbolt.Tx) error {
+		k, _ := btx.Bucket(expiryBucket).Cursor().First()
+		due = len(k) >= 8 && int64(binary.BigEndian.Uint64(k)) <= s.now().UnixNano()
+		return nil
+	})
+	if err != nil || !due {
+		return 0, err
+	}
+	err = s.db.Update(func(btx *bbolt.Tx) error {
 		t := s.buckets(btx)
 		var expired [][]byte
 		c := t.expiry.Cursor()
@@ -464,8 +479,5 @@ func (s *Store) sweepOnce() (int, error) {
 		n = len(expired)
 		return nil
 	})
-	if err == nil && s.onSweep != nil {
-		s.onSweep(n)
-	}
 	return n, err
 }

@@ -356,6 +356,39 @@ func TestSweeper(t *testing.T) {
 	}
 }
 
+// TestSweeperIdle: a sweep that finds nothing expired writes nothing, so an
+// idle store costs no fsync per SweepInterval.
+func TestSweeperIdle(t *testing.T) {
+	sweeps := make(chan int, 100)
+	s, err := open(filepath.Join(t.TempDir(), "mcpauth.db"), &Options{SweepInterval: time.Millisecond}, time.Now,
+		func(n int) {
+			select {
+			case sweeps <- n:
+			default:
+			}
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	must(t, s.Set(context.Background(), "k:live", []byte("x"), time.Hour))
+	txid := func() (id int) {
+		must(t, s.db.View(func(btx *bbolt.Tx) error { id = btx.ID(); return nil }))
+		return id
+	}
+	before := txid()
+	for range 5 {
+		select {
+		case <-sweeps:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no sweep within 10 s")
+		}
+	}
+	if after := txid(); after != before {
+		t.Errorf("5 sweeps with nothing expired committed %d transactions", after-before)
+	}
+}
+
 // count is the number of entries in the file, live or not.
 func (s *Store) count(t *testing.T) (n int) {
 	t.Helper()
@@ -392,6 +425,11 @@ func TestOverwriteMovesDeadline(t *testing.T) {
 	must(t, s.Set(ctx, "k:later", []byte("2"), time.Hour))
 	must(t, s.Set(ctx, "k:never", []byte("1"), time.Minute))
 	must(t, s.Set(ctx, "k:never", []byte("2"), 0))
+	var index int
+	must(t, s.db.View(func(btx *bbolt.Tx) error { index = btx.Bucket(expiryBucket).Stats().KeyN; return nil }))
+	if index != 1 {
+		t.Errorf("expiry index holds %d entries, want 1 (k:later's new deadline)", index)
+	}
 	c.add(2 * time.Minute)
 	if _, err := s.sweepOnce(); err != nil {
 		t.Fatal(err)
