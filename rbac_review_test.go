@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/base64"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/mcpauth/mcpauth"
 	"github.com/mcpauth/mcpauth/internal/mcptest"
@@ -537,5 +539,123 @@ func TestReviewWrapperMarkIsPerTool(t *testing.T) {
 				t.Errorf("delete-data ran %d times, want 1 (the admin's)", n)
 			}
 		})
+	}
+}
+
+// hostDenoted is the host a resource handler that fetches an http(s) URI
+// reaches: what url.Parse gives, case-folded, without a trailing dot, with
+// full-width letters mapped as IDNA maps them, and an IP address in its
+// one form (an IPv4-mapped IPv6 address is the IPv4 address it maps).
+func hostDenoted(u *url.URL) string {
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	host = strings.Map(func(r rune) rune {
+		if 'Ａ' <= r && r <= 'ｚ' {
+			return unicode.ToLower(r - 'Ａ' + 'A')
+		}
+		return r
+	}, host)
+	if a, err := netip.ParseAddr(host); err == nil {
+		host = a.WithZone("").Unmap().String()
+	}
+	return host
+}
+
+// TestReviewResourceURIHostForms: rules match a resource URI as written, but
+// a handler that fetches an http(s) URI reaches its host however it is
+// spelt: in upper case, with a trailing dot, with userinfo, with the
+// scheme's default port or an empty one, percent-encoded, or as another
+// text of the same IP address. With intranet.example admin-only and
+// https://* open, a viewer read the admin-only resource through each of
+// those forms; the guard now refuses them.
+func TestReviewResourceURIHostForms(t *testing.T) {
+	policy := tutorialPolicy()
+	policy.Rules = append(policy.Rules,
+		mcpauth.Rule{Resource: "https://*", Roles: []string{"viewer"}},
+		mcpauth.Rule{Resource: "http://*", Roles: []string{"viewer"}},
+		mcpauth.Rule{Resource: "https://intranet.example/*", Roles: []string{"admin"}},
+		mcpauth.Rule{Resource: "http://intranet.example/*", Roles: []string{"admin"}},
+		mcpauth.Rule{Resource: "https://10.0.0.5/*", Roles: []string{"admin"}},
+		mcpauth.Rule{Resource: "https://[2001:db8::1]/*", Roles: []string{"admin"}},
+	)
+	g := mustGuard(t, policy)
+	s := mcp.NewServer(&mcp.Implementation{Name: "rbac", Version: "1"}, nil)
+	addTutorialTools(s, g, false)
+	read := func(_ context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		u, err := url.Parse(req.Params.URI)
+		if err != nil {
+			return nil, err
+		}
+		text := "public"
+		switch hostDenoted(u) {
+		case "intranet.example", "10.0.0.5", "2001:db8::1":
+			text = "secret"
+		}
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: req.Params.URI, Text: text}}}, nil
+	}
+	s.AddResourceTemplate(&mcp.ResourceTemplate{Name: "https", URITemplate: "https:{+rest}"}, read)
+	s.AddResourceTemplate(&mcp.ResourceTemplate{Name: "http", URITemplate: "http:{+rest}"}, read)
+	s.AddReceivingMiddleware(g.Middleware())
+	mode := mcptest.Modes[0]
+	addr, keys := serveWithRoles(t, mode, s, "viewer", "admin")
+	sessions := map[string]*mcp.ClientSession{}
+	for _, role := range []string{"viewer", "admin"} {
+		cs, err := mcptest.Connect(t, mode, addr, mcptest.NewHeaders("X-API-Key", keys[role]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessions[role] = cs
+	}
+	for _, tc := range []struct {
+		role, uri string
+		want      string // the text read, or "" for a refusal
+	}{
+		// Normal forms.
+		{"admin", "https://intranet.example/x", "secret"},
+		{"admin", "http://intranet.example/x", "secret"},
+		{"admin", "https://10.0.0.5/x", "secret"},
+		{"admin", "https://[2001:db8::1]/x", "secret"},
+		{"viewer", "https://intranet.example/x", ""},
+		{"viewer", "https://docs.example/x", "public"},
+		{"viewer", "https://docs.example/", "public"},
+		{"viewer", "https://docs.example:8443/x", "public"},
+		{"viewer", "http://docs.example:8080/x?q=A@B", "public"},
+		{"viewer", "https://docs.example/a@b/x", "public"},
+		{"viewer", "https://10.0.0.6/x", "public"},
+		{"viewer", "https://[2001:db8::2]/x", "public"},
+		{"viewer", "https://xn--9ca.example/x", "public"},
+		// Other spellings of an admin-only host.
+		{"viewer", "https://INTRANET.example/x", ""},
+		{"viewer", "https://Intranet.Example/x", ""},
+		{"viewer", "https://intranet.example:443/x", ""},
+		{"viewer", "http://intranet.example:80/x", ""},
+		{"viewer", "https://intranet.example:/x", ""},
+		{"viewer", "https://intranet.example:0443/x", ""},
+		{"viewer", "https://anyone@intranet.example/x", ""},
+		{"viewer", "https://anyone:pw@intranet.example/x", ""},
+		{"viewer", "https://@intranet.example/x", ""},
+		{"viewer", "https://intranet.example./x", ""},
+		{"viewer", "https://intranet.example", ""},
+		{"viewer", "https://intranet.example?x=1", ""},
+		{"viewer", "https://%EF%BD%89ntranet.example/x", ""},
+		{"viewer", "https://ｉｎｔｒａｎｅｔ.example/x", ""},
+		{"viewer", "https://[2001:DB8::1]/x", ""},
+		{"viewer", "https://[2001:db8:0:0:0:0:0:1]/x", ""},
+		{"viewer", "https://[2001:0db8::1]/x", ""},
+		{"viewer", "https://[2001:db8::1%25eth0]/x", ""},
+		{"viewer", "https://[::ffff:10.0.0.5]/x", ""},
+		{"viewer", "https://[::FFFF:a00:5]/x", ""},
+		{"viewer", `https://intranet.example\x`, ""},
+	} {
+		res, err := sessions[tc.role].ReadResource(context.Background(), &mcp.ReadResourceParams{URI: tc.uri})
+		got := ""
+		if err == nil && len(res.Contents) == 1 {
+			got = res.Contents[0].Text
+		}
+		if got != tc.want {
+			t.Errorf("%s reads %s: %q (%v), want %q", tc.role, tc.uri, got, err, tc.want)
+		}
+		if tc.want == "" && tc.role == "viewer" && tc.uri != "https://intranet.example/x" && (err == nil || !strings.Contains(err.Error(), "not in normal form")) {
+			t.Errorf("%s reads %s: %v, want a uri_form refusal", tc.role, tc.uri, err)
+		}
 	}
 }
