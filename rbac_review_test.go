@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -656,6 +657,78 @@ func TestReviewResourceURIHostForms(t *testing.T) {
 		}
 		if tc.want == "" && tc.role == "viewer" && tc.uri != "https://intranet.example/x" && (err == nil || !strings.Contains(err.Error(), "not in normal form")) {
 			t.Errorf("%s reads %s: %v, want a uri_form refusal", tc.role, tc.uri, err)
+		}
+	}
+}
+
+// TestReviewRateLimitNotResetByOwnBuckets: the limiter map was sharded by
+// caller alone, with MaxRateLimiters/32 buckets a shard, so a caller that
+// called more rate-limited tools than that pushed its own exhausted bucket
+// out, and it came back full: with MaxRateLimiters 64, a 1/h tool could be
+// called again after every two other tools. Now a caller's buckets take room
+// from the whole map, and the 1/h tool stays spent.
+func TestReviewRateLimitNotResetByOwnBuckets(t *testing.T) {
+	const others = 60
+	policy := &mcpauth.Policy{
+		Roles: map[string][]string{"viewer": nil},
+		Rules: []mcpauth.Rule{{Tool: "once", Roles: []string{"viewer"}, RateLimit: "1/h"}},
+	}
+	s := mcp.NewServer(&mcp.Implementation{Name: "rbac", Version: "1"}, nil)
+	for i := range others + 1 {
+		name := "once"
+		if i > 0 {
+			name = "tool-" + strconv.Itoa(i)
+			policy.Rules = append(policy.Rules, mcpauth.Rule{Tool: name, Roles: []string{"viewer"}, RateLimit: "100/h"})
+		}
+		mcp.AddTool(s, &mcp.Tool{Name: name}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, struct{}, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "done"}}}, struct{}{}, nil
+		})
+	}
+	g, err := mcpauth.NewGuard(policy, &mcpauth.GuardOptions{MaxRateLimiters: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.AddReceivingMiddleware(g.Middleware())
+	mode := mcptest.Modes[0]
+	addr, keys := serveWithRoles(t, mode, s, "viewer")
+	cs, err := mcptest.Connect(t, mode, addr, mcptest.NewHeaders("X-API-Key", keys["viewer"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, text := call(t, cs, "once", nil); res.IsError {
+		t.Fatalf("first call of once: %q", text)
+	}
+	for round := range 3 {
+		for i := 1; i <= others; i++ {
+			if res, text := call(t, cs, "tool-"+strconv.Itoa(i), nil); res.IsError {
+				t.Fatalf("round %d, tool-%d: %q", round+1, i, text)
+			}
+		}
+		if res, text := call(t, cs, "once", nil); !res.IsError || !strings.Contains(text, "rate limit exceeded") {
+			t.Fatalf("round %d: once called a second time within the hour: %q", round+1, text)
+		}
+	}
+}
+
+// TestReviewMaxRateLimitersCoversRules: with fewer rate limiters than
+// rate-limited rules, one caller calling every limited tool fills the map
+// and pushes out its own exhausted buckets. NewGuard refuses that setting.
+func TestReviewMaxRateLimitersCoversRules(t *testing.T) {
+	policy := &mcpauth.Policy{Roles: map[string][]string{"viewer": nil}}
+	for i := range 10 {
+		policy.Rules = append(policy.Rules, mcpauth.Rule{Tool: "tool-" + strconv.Itoa(i), Roles: []string{"viewer"}, RateLimit: "1/h"})
+	}
+	policy.Rules = append(policy.Rules, mcpauth.Rule{Tool: "free", Roles: []string{"viewer"}})
+	for _, tc := range []struct {
+		max int
+		ok  bool
+	}{{0, true}, {10, true}, {64, true}, {9, false}, {1, false}} {
+		_, err := mcpauth.NewGuard(policy, &mcpauth.GuardOptions{MaxRateLimiters: tc.max})
+		if (err == nil) != tc.ok {
+			t.Errorf("MaxRateLimiters %d: %v, want ok %v", tc.max, err, tc.ok)
+		}
+		if err != nil && !strings.HasPrefix(err.Error(), "mcpauth: ") {
+			t.Errorf("MaxRateLimiters %d: %q does not start with mcpauth:", tc.max, err)
 		}
 	}
 }
