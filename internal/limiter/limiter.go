@@ -267,9 +267,12 @@ func refillTime(limit rate.Limit, burst int) time.Duration {
 	return time.Duration(min(float64(burst)/float64(limit)*float64(time.Second), math.MaxInt64/2))
 }
 
+// addSat is t+d, at most math.MaxInt64-1: math.MaxInt64 is a shard's
+// soonest when it is empty, and an entry that never refills must still be
+// found to evict.
 func addSat(t int64, d time.Duration) int64 {
-	if int64(d) > math.MaxInt64-t {
-		return math.MaxInt64
+	if int64(d) >= math.MaxInt64-1-t {
+		return math.MaxInt64 - 1
 	}
 	return t + int64(d)
 }

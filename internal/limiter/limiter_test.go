@@ -324,3 +324,15 @@ func TestConcurrentEviction(t *testing.T) {
 		}
 	}
 }
+
+// TestNeverRefillingBucketsBounded: buckets with no refill rate are never
+// full, and still count against the capacity.
+func TestNeverRefillingBucketsBounded(t *testing.T) {
+	m := New(8, nil)
+	for i := range 100 {
+		m.Take(Key{ID: strconv.Itoa(i)}, 0, 1)
+	}
+	if m.Len() > m.Cap() {
+		t.Errorf("Len %d > Cap %d", m.Len(), m.Cap())
+	}
+}
