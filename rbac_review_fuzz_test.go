@@ -92,3 +92,37 @@ func FuzzAbnormalURIHost(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParsePolicy: ParsePolicy never panics, and its errors are in the
+// policy's words: they start with "mcpauth: policy" and name no Go type,
+// which would mean a decoder refused what the checks let through.
+func FuzzParsePolicy(f *testing.F) {
+	for _, s := range []string{
+		"roles: {user: []}\nrules:\n  - {tool: x, roles: [user]}\n",
+		"rules:\n  - tool: x\n    role: [user]\n",
+		"roles: &r {a: [], b: [a]}\nrules:\n  - &x {tool: x, roles: [a]}\n  - {<<: *x, tool: y}\n",
+		"rules: [{tool: x, any_caller: true, rate_limit: 1/h}]\n",
+		`{"roles": {"user": []}, "rules": [{"tool": "x", "roles": ["user"], "scopes": ["a"], "any_caller": null}]}`,
+		`{"rules": [{"tool": "x", "ROLES": ["a"], "roles": []}]}`,
+		`{"rules": [{"tool": 5}]}`,
+		"{\"rules\": [\n",
+		"",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		_, err := ParsePolicy(data)
+		if err == nil {
+			return
+		}
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "mcpauth: policy") {
+			t.Fatalf("%q: %q", data, msg)
+		}
+		for _, goWords := range []string{"mcpauth.Rule", "mcpauth.Policy", "Go struct", "Go value", "[]string", "map[string]", "unmarshal"} {
+			if strings.Contains(msg, goWords) {
+				t.Fatalf("%q: %q says %q", data, msg, goWords)
+			}
+		}
+	})
+}
