@@ -1043,9 +1043,52 @@ var errURIForm = &accessError{class: ErrForbidden, reason: "uri_form", msg: "mcp
 // URIs in normal form, as clients and servers write them, are none of
 // these. It does not allocate.
 func abnormalURI(uri string) bool {
-	if i := strings.IndexAny(uri, "?#"); i >= 0 {
-		uri = uri[:i]
+	// One pass up to the query or fragment: bytes refused anywhere,
+	// percent-encodings and dot segments.
+	seg, end := 0, len(uri) // where the current segment starts; the cut
+scan:
+	for i := 0; i < len(uri); i++ {
+		c := uri[i]
+		if uriPlain[c] {
+			continue
+		}
+		switch c {
+		case '?', '#':
+			end = i
+			break scan
+		case '/':
+			if s := uri[seg:i]; s == "." || s == ".." {
+				return true
+			}
+			seg = i + 1
+		case '%':
+			if i+2 >= len(uri) {
+				continue
+			}
+			hi, lo := unhex(uri[i+1]), unhex(uri[i+2])
+			if hi < 0 || lo < 0 {
+				continue
+			}
+			if 'a' <= uri[i+1] || 'a' <= uri[i+2] {
+				// %2f and %2F are one byte: RFC 3986 §6.2.2.1 writes
+				// the upper-case one.
+				return true
+			}
+			switch c := byte(hi<<4 | lo); {
+			case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+				c == '-', c == '.', c == '_', c == '~', c == '/', c == '\\':
+				return true
+			}
+		default:
+			// A control character or a backslash.
+			return true
+		}
 	}
+	if s := uri[seg:end]; s == "." || s == ".." {
+		return true
+	}
+	uri = uri[:end]
+
 	path := uri
 	if i := strings.IndexByte(uri, ':'); i > 0 && strings.IndexByte(uri[:i], '/') < 0 {
 		scheme := uri[:i]
@@ -1077,42 +1120,28 @@ func abnormalURI(uri string) bool {
 			}
 		}
 	}
-	if strings.Contains(path, "//") {
-		// An empty segment: path.Clean drops it, and a leading one
-		// would be read as an authority.
-		return true
-	}
-	seg := 0 // where the current segment starts
-	for i := 0; i <= len(uri); i++ {
-		if i == len(uri) || uri[i] == '/' {
-			if s := uri[seg:i]; s == "." || s == ".." {
-				return true
-			}
-			seg = i + 1
-			continue
-		}
-		switch c := uri[i]; {
-		case c < ' ' || c == 0x7f || c == '\\':
-			return true
-		case c == '%' && i+2 < len(uri):
-			hi, lo := unhex(uri[i+1]), unhex(uri[i+2])
-			if hi < 0 || lo < 0 {
-				continue
-			}
-			if 'a' <= uri[i+1] || 'a' <= uri[i+2] {
-				// %2f and %2F are one byte: RFC 3986 §6.2.2.1 writes
-				// the upper-case one.
-				return true
-			}
-			switch c := byte(hi<<4 | lo); {
-			case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
-				c == '-', c == '.', c == '_', c == '~', c == '/', c == '\\':
-				return true
-			}
-		}
-	}
-	return false
+	// An empty segment: path.Clean drops it, and a leading one would be
+	// read as an authority.
+	return strings.Contains(path, "//")
 }
+
+// uriPlain holds the bytes [abnormalURI] need not look at twice: all but
+// controls, DEL, '/', '%', '\\', '?' and '#'.
+var uriPlain = func() (t [256]bool) {
+	for c := ' '; c < 0x100; c++ {
+		t[c] = c != 0x7f && !strings.ContainsRune("/%\\?#", c)
+	}
+	return t
+}()
+
+// hostPlain holds the bytes of a registered name in normal form: lower-case
+// letters, digits, '-', '.', '_', '~' and RFC 3986 sub-delims.
+var hostPlain = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || strings.ContainsRune("-._~!$&'()*+,;=", rune(c))
+	}
+	return t
+}()
 
 // abnormalAuthority reports whether the authority of a URI of scheme, with
 // path after it, is not in the one form [abnormalURI] accepts. The forms it
@@ -1187,10 +1216,7 @@ func abnormalRegName(host string, network bool) bool {
 		return true
 	}
 	for i := 0; i < len(host); i++ {
-		switch c := host[i]; {
-		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
-		case strings.IndexByte("-._~!$&'()*+,;=", c) >= 0:
-		default:
+		if !hostPlain[host[i]] {
 			return true
 		}
 	}
