@@ -25,12 +25,16 @@ type GuardOptions struct {
 	// means slog.Default(), looked up at each event.
 	Logger *slog.Logger
 
-	// MaxRateLimiters caps the number of per-caller rate limiters kept in
-	// memory, so that a flood of distinct callers cannot exhaust it. A
-	// limiter whose bucket has refilled is dropped first (which changes
-	// nothing); past the cap the least recently used one is dropped, which
-	// gives its caller a full bucket early. Zero (the default) means 65,536,
-	// some 22 MB at most.
+	// MaxRateLimiters caps the number of per-caller rate limiters (one per
+	// caller and rate-limited rule) kept in memory, so that a flood of
+	// distinct callers cannot exhaust it. The cap is for all callers
+	// together: nothing is dropped while there is room. A limiter whose
+	// bucket has refilled is dropped first (which changes nothing); when
+	// the map is full and none has, the one that will be full soonest is
+	// dropped (among rules of one rate, the least recently used), which
+	// gives its caller a full bucket early. Zero (the default) means
+	// 65,536, some 22 MB at most. Fewer than the policy's rate-limited rules
+	// is an error: one caller could then push out its own spent buckets.
 	MaxRateLimiters int
 
 	// AllowMethods names the custom methods (added with
@@ -80,7 +84,8 @@ type Guard struct {
 
 // NewGuard compiles the policy. It returns an error for an invalid policy:
 // an undeclared role, a cycle of inheritance, a malformed pattern or rate
-// limit, two rules for one pattern, or a rule that requires nothing.
+// limit, two rules for one pattern, or a rule that requires nothing; and for
+// a GuardOptions.MaxRateLimiters below the number of rate-limited rules.
 func NewGuard(p *Policy, opts *GuardOptions) (*Guard, error) {
 	c, err := compilePolicy(p)
 	if err != nil {
@@ -94,15 +99,23 @@ func NewGuard(p *Policy, opts *GuardOptions) (*Guard, error) {
 		}
 		g.methods = slices.Clone(opts.AllowMethods)
 	}
+	limited := 0
 	for _, r := range c.rules {
 		if r.limited {
-			n := 65536
-			if opts != nil && opts.MaxRateLimiters > 0 {
-				n = opts.MaxRateLimiters
-			}
-			g.limiters = limiter.New(n, func() time.Time { return g.now() })
-			break
+			limited++
 		}
+	}
+	if limited > 0 {
+		n := 65536
+		if opts != nil && opts.MaxRateLimiters > 0 {
+			n = opts.MaxRateLimiters
+		}
+		if n < limited {
+			// One caller calling every limited tool would fill the map
+			// and push out its own spent buckets, which come back full.
+			return nil, fmt.Errorf("mcpauth: GuardOptions.MaxRateLimiters is %d, fewer than the policy's %d rate-limited rules", n, limited)
+		}
+		g.limiters = limiter.New(n, func() time.Time { return g.now() })
 	}
 	return g, nil
 }
