@@ -43,12 +43,12 @@ func serveWithRoles(t *testing.T, mode mcptest.Mode, s *mcp.Server, roles ...str
 	return mcptest.Serve(t, mcpauth.Require(nil, ak)(mode.Handler(s))).URL, keys
 }
 
-// TestReviewListCursorLeaksNoForbiddenName: go-sdk's nextCursor is the
+// TestGuardListCursorLeaksNoForbiddenName: go-sdk's nextCursor is the
 // base64 of the last entry of the page, so a filtered page whose last entry
 // the caller may not see must not hand on that cursor: it would name the
 // forbidden entry. Every page's cursor and entries show only what the
 // caller may use, and paging still reaches everything it may use.
-func TestReviewListCursorLeaksNoForbiddenName(t *testing.T) {
+func TestGuardListCursorLeaksNoForbiddenName(t *testing.T) {
 	policy := &mcpauth.Policy{
 		Roles: map[string][]string{"viewer": nil, "admin": {"viewer"}},
 		Rules: []mcpauth.Rule{
@@ -169,11 +169,11 @@ func TestReviewListCursorLeaksNoForbiddenName(t *testing.T) {
 	}
 }
 
-// TestReviewSubscriptionsListenGuarded: under 2026-07-28 a client subscribes
+// TestGuardSubscriptionsListenGuarded: under 2026-07-28 a client subscribes
 // to a resource with subscriptions/listen (go-sdk's ClientSession.Subscribe
 // sends it), not resources/subscribe; the guard must decide its URIs as it
 // decides resources/subscribe.
-func TestReviewSubscriptionsListenGuarded(t *testing.T) {
+func TestGuardSubscriptionsListenGuarded(t *testing.T) {
 	policy := tutorialPolicy()
 	policy.Rules = append(policy.Rules,
 		mcpauth.Rule{Resource: "file:///public/*", Roles: []string{"viewer"}},
@@ -249,11 +249,11 @@ func TestReviewSubscriptionsListenGuarded(t *testing.T) {
 	}
 }
 
-// TestReviewPolicyYAMLOneDocument: a YAML policy is one document. A second
+// TestGuardPolicyYAMLOneDocument: a YAML policy is one document. A second
 // one used to be ignored without a word, and with it any rule it held: a
 // narrower exact rule ignored leaves a broader prefix rule to allow what it
 // was written to deny.
-func TestReviewPolicyYAMLOneDocument(t *testing.T) {
+func TestGuardPolicyYAMLOneDocument(t *testing.T) {
 	for _, tc := range []struct {
 		name, text string
 		ok         bool
@@ -273,14 +273,14 @@ func TestReviewPolicyYAMLOneDocument(t *testing.T) {
 	}
 }
 
-// TestReviewResourceURIForms: a resource rule matches the URI as written,
+// TestGuardResourceURIForms: a resource rule matches the URI as written,
 // but a handler that parses it (url.Parse, then path.Clean or
 // filepath.Join, as file servers do) reads what it denotes. A URI that
 // denotes the same resource in another form (dot segments, plain or
 // percent-encoded; percent-encoded letters; an upper-case scheme) could
 // match a broader rule than the resource it reaches. The guard refuses URIs
 // that are not in that sense normal.
-func TestReviewResourceURIForms(t *testing.T) {
+func TestGuardResourceURIForms(t *testing.T) {
 	policy := tutorialPolicy()
 	policy.Rules = append(policy.Rules,
 		mcpauth.Rule{Resource: "*", Roles: []string{"viewer"}},
@@ -342,10 +342,10 @@ func TestReviewResourceURIForms(t *testing.T) {
 	}
 }
 
-// TestReviewPolicyJSONDuplicateKeys: encoding/json keeps the last of two
+// TestGuardPolicyJSONDuplicateKeys: encoding/json keeps the last of two
 // equal keys without a word, so {"roles":["admin"],"roles":["user"]} opened
 // a tool meant for admins to users; YAML already refused duplicate keys.
-func TestReviewPolicyJSONDuplicateKeys(t *testing.T) {
+func TestGuardPolicyJSONDuplicateKeys(t *testing.T) {
 	for _, tc := range []struct {
 		name, text string
 		ok         bool
@@ -370,12 +370,12 @@ func TestReviewPolicyJSONDuplicateKeys(t *testing.T) {
 	}
 }
 
-// TestReviewPrefixRuleSharesOneBucket: a rate-limited prefix or "*" rule
+// TestGuardPrefixRuleSharesOneBucket: a rate-limited prefix or "*" rule
 // gives each caller one bucket for all the tools it covers, as the docs now
 // say (they said one per tool). One per tool name would let a caller mint
 // buckets with made-up names that match the pattern, and push its own real
 // bucket out of the bounded limiter map, refilled.
-func TestReviewPrefixRuleSharesOneBucket(t *testing.T) {
+func TestGuardPrefixRuleSharesOneBucket(t *testing.T) {
 	policy := &mcpauth.Policy{
 		Roles: map[string][]string{"admin": {"editor"}, "editor": {"viewer"}, "viewer": nil},
 		Rules: []mcpauth.Rule{{Tool: "*", Roles: []string{"viewer"}, RateLimit: "2/min"}},
@@ -394,11 +394,11 @@ func TestReviewPrefixRuleSharesOneBucket(t *testing.T) {
 	}
 }
 
-// TestReviewScopeTokens: a rule's scopes go into the WWW-Authenticate
+// TestGuardScopeTokens: a rule's scopes go into the WWW-Authenticate
 // challenge of RequireScopes, so each must be an RFC 6749 §3.3 scope-token
 // (printable ASCII but space, '"' and '\'); control characters and
 // non-ASCII were let through.
-func TestReviewScopeTokens(t *testing.T) {
+func TestGuardScopeTokens(t *testing.T) {
 	for _, tc := range []struct {
 		scope string
 		ok    bool
@@ -432,14 +432,14 @@ type searchResult struct {
 	Hits []string `json:"hits"`
 }
 
-// TestReviewCustomMethodsDenied: a method the guard does not know (one added
+// TestGuardCustomMethodsDenied: a method the guard does not know (one added
 // with mcp.AddReceivingCustomMethod, or one a later go-sdk adds, such as
 // tasks, which may hand out tool results) passed the guard to every caller,
 // and a custom method's handler is not given the request, so it cannot read
 // the caller itself. The guard denies such methods unless
 // GuardOptions.AllowMethods names them, and then only to authenticated
 // callers.
-func TestReviewCustomMethodsDenied(t *testing.T) {
+func TestGuardCustomMethodsDenied(t *testing.T) {
 	for _, mode := range mcptest.Modes {
 		for _, tc := range []struct {
 			name  string
@@ -488,13 +488,13 @@ func TestReviewCustomMethodsDenied(t *testing.T) {
 	}
 }
 
-// TestReviewWrapperMarkIsPerTool: the middleware marks the context of a call
+// TestGuardWrapperMarkIsPerTool: the middleware marks the context of a call
 // it has allowed so that a wrapped handler behind it does not decide the call
 // again. The mark used to say only "allowed", so a tool that dispatches to
 // other wrapped handlers with its own context (a composite tool) ran them
 // unchecked: a viewer's run-all reached delete-data. The mark now names
 // the tool the middleware allowed.
-func TestReviewWrapperMarkIsPerTool(t *testing.T) {
+func TestGuardWrapperMarkIsPerTool(t *testing.T) {
 	policy := tutorialPolicy()
 	policy.Rules = append(policy.Rules, mcpauth.Rule{Tool: "run", Roles: []string{"viewer"}})
 	for _, mode := range mcptest.Modes {
@@ -561,14 +561,14 @@ func hostDenoted(u *url.URL) string {
 	return host
 }
 
-// TestReviewResourceURIHostForms: rules match a resource URI as written, but
+// TestGuardResourceURIHostForms: rules match a resource URI as written, but
 // a handler that fetches an http(s) URI reaches its host however it is
 // spelt: in upper case, with a trailing dot, with userinfo, with the
 // scheme's default port or an empty one, percent-encoded, or as another
 // text of the same IP address. With intranet.example admin-only and
 // https://* open, a viewer read the admin-only resource through each of
 // those forms; the guard now refuses them.
-func TestReviewResourceURIHostForms(t *testing.T) {
+func TestGuardResourceURIHostForms(t *testing.T) {
 	policy := tutorialPolicy()
 	policy.Rules = append(policy.Rules,
 		mcpauth.Rule{Resource: "https://*", Roles: []string{"viewer"}},
@@ -661,13 +661,13 @@ func TestReviewResourceURIHostForms(t *testing.T) {
 	}
 }
 
-// TestReviewRateLimitNotResetByOwnBuckets: the limiter map was sharded by
+// TestGuardRateLimitNotResetByOwnBuckets: the limiter map was sharded by
 // caller alone, with MaxRateLimiters/32 buckets a shard, so a caller that
 // called more rate-limited tools than that pushed its own exhausted bucket
 // out, and it came back full: with MaxRateLimiters 64, a 1/h tool could be
 // called again after every two other tools. Now a caller's buckets take room
 // from the whole map, and the 1/h tool stays spent.
-func TestReviewRateLimitNotResetByOwnBuckets(t *testing.T) {
+func TestGuardRateLimitNotResetByOwnBuckets(t *testing.T) {
 	const others = 60
 	policy := &mcpauth.Policy{
 		Roles: map[string][]string{"viewer": nil},
@@ -710,10 +710,10 @@ func TestReviewRateLimitNotResetByOwnBuckets(t *testing.T) {
 	}
 }
 
-// TestReviewMaxRateLimitersCoversRules: with fewer rate limiters than
+// TestGuardMaxRateLimitersCoversRules: with fewer rate limiters than
 // rate-limited rules, one caller calling every limited tool fills the map
 // and pushes out its own exhausted buckets. NewGuard refuses that setting.
-func TestReviewMaxRateLimitersCoversRules(t *testing.T) {
+func TestGuardMaxRateLimitersCoversRules(t *testing.T) {
 	policy := &mcpauth.Policy{Roles: map[string][]string{"viewer": nil}}
 	for i := range 10 {
 		policy.Rules = append(policy.Rules, mcpauth.Rule{Tool: "tool-" + strconv.Itoa(i), Roles: []string{"viewer"}, RateLimit: "1/h"})
