@@ -14,10 +14,8 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/mcpauth/mcpauth/internal/header"
 	"github.com/mcpauth/mcpauth/internal/jose"
-	"github.com/modelcontextprotocol/go-sdk/oauthex"
 )
 
 // The JWT error classes. Each refines [ErrInvalidCredentials] (through
@@ -789,24 +787,4 @@ func lookupClaim(claims map[string]any, name string) any {
 		cur = m[part]
 	}
 	return cur
-}
-
-// matchesAudience reports whether one of aud names this server.
-func (iss *trustedIssuer) matchesAudience(aud []string) bool {
-	for _, want := range iss.audiences {
-		if oauthex.MatchesResource(aud, want) {
-			return true
-		}
-	}
-	return false
-}
-
-// signingMethod returns golang-jwt's implementation of alg, used here for
-// the cryptography alone: parsing and the choice of key are this package's.
-func signingMethod(alg string) jwt.SigningMethod {
-	switch alg {
-	case "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA":
-		return jwt.GetSigningMethod(alg)
-	}
-	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
 	"golang.org/x/time/rate"
 )
 
@@ -636,4 +637,24 @@ func isLoopback(host string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
+}
+
+// matchesAudience reports whether one of aud names this server.
+func (iss *trustedIssuer) matchesAudience(aud []string) bool {
+	for _, want := range iss.audiences {
+		if oauthex.MatchesResource(aud, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// signingMethod returns golang-jwt's implementation of alg, used here for
+// the cryptography alone: parsing and the choice of key are this package's.
+func signingMethod(alg string) jwt.SigningMethod {
+	switch alg {
+	case "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA":
+		return jwt.GetSigningMethod(alg)
+	}
+	return nil
 }
