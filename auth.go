@@ -224,3 +224,39 @@ type RateLimitError struct {
 
 func (e *RateLimitError) Error() string { return "mcpauth: rate limited" }
 func (e *RateLimitError) Unwrap() error { return ErrRateLimited }
+
+// A refusal is how this package's parts report a refused request. Its class
+// decides the response (status, code, challenge, fixed description); reason,
+// method, keyID and detail go to the [Event], and are fixed or public
+// strings, never a credential or a library's error text. msg, when set, is
+// the text a caller may see (the guard's tool errors name what a rule
+// requires, never anything about other callers).
+type refusal struct {
+	class      error
+	reason     string // for the event; empty means the class's
+	msg        string
+	method     Method
+	keyID      string
+	detail     string
+	scope      *ScopeError   // for a refusal a scope step-up would fix
+	retryAfter time.Duration // for a rate limit
+}
+
+func (e *refusal) Error() string {
+	if e.msg != "" {
+		return e.msg
+	}
+	return "mcpauth: " + string(e.method) + ": " + e.class.Error()
+}
+
+func (e *refusal) Unwrap() []error {
+	if e.scope != nil {
+		return []error{e.class, e.scope}
+	}
+	return []error{e.class}
+}
+
+// failure is an authenticator's refusal.
+func failure(method Method, class error, keyID, detail string) error {
+	return &refusal{method: method, keyID: keyID, detail: detail, class: class}
+}

@@ -157,15 +157,21 @@ func (m *middleware) fail(w http.ResponseWriter, r *http.Request, err error) {
 // when it is not empty and the required scopes of a [ScopeError], and a body
 // with the class's fixed description.
 func writeChallenge(w http.ResponseWriter, err error, resourceMetadata string) {
-	var resp *refusal
+	var resp *response
 	if scopeErr := (*ScopeError)(nil); errors.As(err, &scopeErr) {
-		resp = newRefusal(classOf(err), resourceMetadata, true, scopeErr.Required)
+		resp = newResponse(classOf(err), resourceMetadata, true, scopeErr.Required)
 	} else {
-		resp = cachedRefusal(classOf(err), resourceMetadata)
+		resp = cachedResponse(classOf(err), resourceMetadata)
 	}
 	h := w.Header()
+	retry, limited := time.Duration(0), false
 	if rl := (*RateLimitError)(nil); errors.As(err, &rl) {
-		secs := int64((rl.RetryAfter + time.Second - 1) / time.Second)
+		retry, limited = rl.RetryAfter, true
+	} else if f := (*refusal)(nil); errors.As(err, &f) && f.retryAfter > 0 {
+		retry, limited = f.retryAfter, true
+	}
+	if limited {
+		secs := int64((retry + time.Second - 1) / time.Second)
 		h["Retry-After"] = []string{strconv.FormatInt(max(secs, 1), 10)}
 	}
 	if resp.challenge != "" {
@@ -177,34 +183,34 @@ func writeChallenge(w http.ResponseWriter, err error, resourceMetadata string) {
 	_, _ = w.Write(resp.body)
 }
 
-// A refusal is a response to a refused request, built once per error class
-// and resource metadata URL: refusals are what an attacker guessing
+// A response is the answer to a refused request, built once per error class
+// and resource metadata URL: responses are what an attacker guessing
 // credentials makes us send, so they should cost little.
-type refusal struct {
+type response struct {
 	status    int
 	challenge string // WWW-Authenticate, or empty
 	body      []byte
 }
 
-type refusalKey struct {
+type responseKey struct {
 	class            *errorClass
 	resourceMetadata string
 }
 
-// refusals caches refusals. It stays small: there are only the package's
+// responses caches responses. It stays small: there are only the package's
 // error classes and the resource metadata URLs configured.
-var refusals sync.Map // refusalKey -> *refusal
+var responses sync.Map // responseKey -> *response
 
-func cachedRefusal(c *errorClass, resourceMetadata string) *refusal {
-	key := refusalKey{c, resourceMetadata}
-	if r, ok := refusals.Load(key); ok {
-		return r.(*refusal)
+func cachedResponse(c *errorClass, resourceMetadata string) *response {
+	key := responseKey{c, resourceMetadata}
+	if r, ok := responses.Load(key); ok {
+		return r.(*response)
 	}
-	r, _ := refusals.LoadOrStore(key, newRefusal(c, resourceMetadata, false, nil))
-	return r.(*refusal)
+	r, _ := responses.LoadOrStore(key, newResponse(c, resourceMetadata, false, nil))
+	return r.(*response)
 }
 
-func newRefusal(c *errorClass, resourceMetadata string, insufficientScope bool, scopes []string) *refusal {
+func newResponse(c *errorClass, resourceMetadata string, insufficientScope bool, scopes []string) *response {
 	status, code := http.StatusUnauthorized, "invalid_token"
 	switch {
 	case insufficientScope:
@@ -225,7 +231,7 @@ func newRefusal(c *errorClass, resourceMetadata string, insufficientScope bool, 
 	if errors.Is(c, ErrNoCredentials) {
 		code = ""
 	}
-	r := &refusal{status: status}
+	r := &response{status: status}
 	if status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusBadRequest {
 		var b strings.Builder
 		b.WriteString("Bearer")
@@ -286,9 +292,12 @@ func (m *middleware) auditFailure(r *http.Request, err error, c *errorClass) {
 		RemoteAddr: r.RemoteAddr,
 		RequestID:  requestID(r),
 	}
-	var f *credentialFailure
+	var f *refusal
 	if errors.As(err, &f) {
 		e.Method, e.KeyID, e.Detail = f.method, f.keyID, f.detail
+		if f.reason != "" {
+			e.Reason = f.reason
+		}
 	}
 	emit(r.Context(), m.events, e)
 }
@@ -299,25 +308,4 @@ func requestID(r *http.Request) string {
 		return v[0]
 	}
 	return ""
-}
-
-// credentialFailure is how this package's authenticators report a failure:
-// the class decides the response; method, keyID and detail go to the audit
-// event. All three are fixed or public strings, never a credential or a
-// library's error text.
-type credentialFailure struct {
-	method Method
-	keyID  string
-	detail string
-	class  error
-}
-
-func (f *credentialFailure) Error() string {
-	return "mcpauth: " + string(f.method) + ": " + f.class.Error()
-}
-
-func (f *credentialFailure) Unwrap() error { return f.class }
-
-func failure(method Method, class error, keyID, detail string) error {
-	return &credentialFailure{method: method, keyID: keyID, detail: detail, class: class}
 }

@@ -317,10 +317,10 @@ func compileRule(i int, pr *Rule, c *compiled, closures []roleBits, words int) (
 	if len(pr.Scopes) > 1 {
 		scopes = "scopes " + strings.Join(pr.Scopes, " and ")
 	}
-	r.roleErr = &accessError{class: ErrForbidden, reason: "role", msg: "mcpauth: access denied: " + what + " requires " + roles}
+	r.roleErr = &refusal{class: ErrForbidden, reason: "role", msg: "mcpauth: access denied: " + what + " requires " + roles}
 	scopeErr := &ScopeError{Required: r.scopes}
-	r.scopeErr = &accessError{class: ErrForbidden, reason: "scope", scope: scopeErr, msg: "mcpauth: access denied: " + what + " requires " + scopes}
-	r.bothErr = &accessError{class: ErrForbidden, reason: "role", msg: "mcpauth: access denied: " + what + " requires " + roles + " and " + scopes}
+	r.scopeErr = &refusal{class: ErrForbidden, reason: "scope", scope: scopeErr, msg: "mcpauth: access denied: " + what + " requires " + scopes}
+	r.bothErr = &refusal{class: ErrForbidden, reason: "role", msg: "mcpauth: access denied: " + what + " requires " + roles + " and " + scopes}
 	return r, nil
 }
 

@@ -284,13 +284,13 @@ var standardMethods = map[string]bool{
 	"notifications/progress": true, "notifications/roots/list_changed": true,
 }
 
-var errMethod = &accessError{class: ErrForbidden, reason: "method", msg: "mcpauth: access denied: the guard does not allow this method"}
+var errMethod = &refusal{class: ErrForbidden, reason: "method", msg: "mcpauth: access denied: the guard does not allow this method"}
 
 func auditMethod(ctx context.Context, l *slog.Logger, p *Principal, method string, err error) {
 	if l == nil {
 		l = slog.Default()
 	}
-	attrs := []slog.Attr{slog.String("outcome", "denied"), slog.String("reason", err.(*accessError).reason),
+	attrs := []slog.Attr{slog.String("outcome", "denied"), slog.String("reason", err.(*refusal).reason),
 		slog.String("layer", "mcp"), slog.String("rpc_method", method)}
 	if p != nil {
 		attrs = append(attrs, slog.String("method", string(p.Method)), slog.String("subject", p.Subject))
@@ -358,7 +358,7 @@ func rateLimitError(k kind, retry time.Duration) error {
 	if secs < 1 {
 		secs = 1
 	}
-	return &accessError{
+	return &refusal{
 		class:      ErrRateLimited,
 		reason:     "rate_limited",
 		msg:        "mcpauth: rate limit exceeded for this " + kindNames[k] + ": retry after " + strconv.FormatInt(secs, 10) + "s",
@@ -526,7 +526,7 @@ func audit(ctx context.Context, l *slog.Logger, level slog.Level, layer string, 
 	}
 	attrs := make([]slog.Attr, 0, 8)
 	if err != nil {
-		var ae *accessError
+		var ae *refusal
 		reason := "forbidden"
 		if errors.As(err, &ae) {
 			reason = ae.reason

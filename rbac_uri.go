@@ -3,32 +3,12 @@ package mcpauth
 import (
 	"net/netip"
 	"strings"
-	"time"
 )
-
-// An accessError is a guard's refusal. Its text is what the caller sees: it
-// names what the rule requires, never anything about other callers.
-type accessError struct {
-	class      error
-	reason     string // for the audit event
-	msg        string
-	scope      *ScopeError // for a refusal a scope step-up would fix
-	retryAfter time.Duration
-}
-
-func (e *accessError) Error() string { return e.msg }
-
-func (e *accessError) Unwrap() []error {
-	if e.scope != nil {
-		return []error{e.class, e.scope}
-	}
-	return []error{e.class}
-}
 
 // The refusals that do not depend on a rule.
 var (
-	errUnauthenticated = &accessError{class: ErrNoCredentials, reason: "unauthenticated", msg: "mcpauth: access denied: authentication required"}
-	errNoRule          = [numKinds]*accessError{
+	errUnauthenticated = &refusal{class: ErrNoCredentials, reason: "unauthenticated", msg: "mcpauth: access denied: authentication required"}
+	errNoRule          = [numKinds]*refusal{
 		{class: ErrForbidden, reason: "no_rule", msg: "mcpauth: access denied: no rule allows this tool"},
 		{class: ErrForbidden, reason: "no_rule", msg: "mcpauth: access denied: no rule allows this prompt"},
 		{class: ErrForbidden, reason: "no_rule", msg: "mcpauth: access denied: no rule allows this resource"},
@@ -36,7 +16,7 @@ var (
 )
 
 // errURIForm refuses a resource URI that [abnormalURI] reports.
-var errURIForm = &accessError{class: ErrForbidden, reason: "uri_form", msg: "mcpauth: access denied: resource URI not in normal form (write a lower-case scheme and host, no userinfo, no default or empty port, no trailing dot, no dot or empty segments, file:///path for files, and percent-encode only what must be, in upper-case hex)"}
+var errURIForm = &refusal{class: ErrForbidden, reason: "uri_form", msg: "mcpauth: access denied: resource URI not in normal form (write a lower-case scheme and host, no userinfo, no default or empty port, no trailing dot, no dot or empty segments, file:///path for files, and percent-encode only what must be, in upper-case hex)"}
 
 // abnormalURI reports whether uri, up to its query or fragment, is written
 // in a form that denotes another URI once parsed and cleaned. Rules match
