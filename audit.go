@@ -72,6 +72,9 @@ type Event struct {
 	// RequestID is the request's X-Request-Id header, when it has one.
 	RequestID string
 
+	// Layer says where an authorization was decided: "mcp" (inside go-sdk)
+	// or "http" (the step-up check before it).
+	Layer string
 	// RPCMethod is the MCP method decided, for example "tools/call".
 	RPCMethod string
 	// TargetKind ("tool", "prompt" or "resource") and Target (its name or
@@ -133,15 +136,16 @@ func (s logSink) Record(ctx context.Context, e Event) {
 		}
 	}
 	str("reason", e.Reason)
+	str("layer", e.Layer)
+	str("rpc_method", e.RPCMethod)
+	if e.TargetKind != "" {
+		attrs = append(attrs, slog.String(e.TargetKind, e.Target))
+	}
 	str("method", string(e.Method))
 	str("issuer", e.Issuer)
 	str("subject", e.Subject)
 	str("key_id", e.KeyID)
 	str("client_id", e.ClientID)
-	str("rpc_method", e.RPCMethod)
-	if e.TargetKind != "" {
-		attrs = append(attrs, slog.String(e.TargetKind, e.Target))
-	}
 	str("detail", e.Detail)
 	str("remote", e.RemoteAddr)
 	str("request_id", e.RequestID)
@@ -179,6 +183,8 @@ func (e *Event) message() string {
 			return "mcpauth: revocation store unavailable"
 		}
 		return "mcpauth: JWKS fetch failed"
+	case EventConfiguration:
+		return "mcpauth: configuration"
 	}
 	return "mcpauth: " + string(e.Kind)
 }

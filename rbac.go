@@ -81,6 +81,9 @@ const (
 	kindPrompt
 	kindResource
 	numKinds
+
+	// kindNone marks a decision on a method, which names no target.
+	kindNone kind = 255
 )
 
 var kindNames = [numKinds]string{"tool", "prompt", "resource"}

@@ -87,7 +87,7 @@ func BenchmarkGuardCall(b *testing.B) {
 	b.Run("denied", func(b *testing.B) {
 		denied := benchCall(p, "tool-0052") // requires r2
 		h := g.Middleware()(next)
-		g.logger = discardLogger
+		g.events = LogEvents(discardLogger)
 		b.ReportAllocs()
 		for b.Loop() {
 			res, _ := h(ctx, "tools/call", denied)

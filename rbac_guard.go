@@ -18,11 +18,15 @@ import (
 
 // GuardOptions configures [NewGuard]. The zero value is the strict setting.
 type GuardOptions struct {
-	// Logger receives one audit event per decision: denials at Warn,
-	// allowed calls at Debug (the authentication event at Info already
-	// records who called). Events carry the subject, method, key ID, what
-	// was called and the reason; never a credential. Nil (the default)
-	// means slog.Default(), looked up at each event.
+	// Events receives one [Event] per decision (kind authorization):
+	// denials, and allowed calls, which the log sink writes at Debug (the
+	// authentication event at Info already records who called). Events
+	// carry the subject, method, key ID, what was called and the reason;
+	// never a credential. Nil (the default) means [LogEvents] on Logger.
+	Events EventSink
+	// Logger is where the default event sink writes; nil (the default)
+	// means slog.Default(), looked up at each event. It is not used when
+	// Events is set.
 	Logger *slog.Logger
 
 	// MaxRateLimiters caps the number of per-caller rate limiters (one per
@@ -67,7 +71,7 @@ type GuardOptions struct {
 // A Guard is safe for concurrent use.
 type Guard struct {
 	c        *compiled
-	logger   *slog.Logger
+	events   EventSink
 	peek     int64
 	limiters *limiter.Map // nil when no rule has a rate limit
 	methods  []string     // GuardOptions.AllowMethods
@@ -93,7 +97,7 @@ func NewGuard(p *Policy, opts *GuardOptions) (*Guard, error) {
 	}
 	g := &Guard{c: c, peek: 1 << 20, now: time.Now}
 	if opts != nil {
-		g.logger = opts.Logger
+		g.events = sinkFor(opts.Events, opts.Logger)
 		if opts.MaxPeekBytes > 0 {
 			g.peek = opts.MaxPeekBytes
 		}
@@ -239,7 +243,7 @@ func (g *Guard) Middleware() mcp.Middleware {
 				}
 				p := PrincipalFromRequest(req)
 				if _, err := g.c.decide(p, k, name); err != nil {
-					audit(ctx, g.logger, slog.LevelWarn, "mcp", p, k, name, err)
+					audit(ctx, g.events, "mcp", method, p, k, name, err)
 					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
 				}
 			case "prompts/list":
@@ -259,7 +263,7 @@ func (g *Guard) Middleware() mcp.Middleware {
 						if p == nil {
 							err = errUnauthenticated
 						}
-						auditMethod(ctx, g.logger, p, method, err)
+						audit(ctx, g.events, "mcp", method, p, kindNone, "", err)
 						return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
 					}
 				}
@@ -285,18 +289,6 @@ var standardMethods = map[string]bool{
 }
 
 var errMethod = &refusal{class: ErrForbidden, reason: "method", msg: "mcpauth: access denied: the guard does not allow this method"}
-
-func auditMethod(ctx context.Context, l *slog.Logger, p *Principal, method string, err error) {
-	if l == nil {
-		l = slog.Default()
-	}
-	attrs := []slog.Attr{slog.String("outcome", "denied"), slog.String("reason", err.(*refusal).reason),
-		slog.String("layer", "mcp"), slog.String("rpc_method", method)}
-	if p != nil {
-		attrs = append(attrs, slog.String("method", string(p.Method)), slog.String("subject", p.Subject))
-	}
-	l.LogAttrs(ctx, slog.LevelWarn, "mcpauth: access denied", attrs...)
-}
 
 // GuardTool wraps one typed tool handler with the guard, for servers that
 // guard some tools rather than install [Guard.Middleware]. It makes the same
@@ -346,10 +338,10 @@ func (g *Guard) authorize(ctx context.Context, req mcp.Request, k kind, name str
 		}
 	}
 	if err != nil {
-		audit(ctx, g.logger, slog.LevelWarn, "mcp", p, k, name, err)
+		audit(ctx, g.events, "mcp", "", p, k, name, err)
 		return err
 	}
-	audit(ctx, g.logger, slog.LevelDebug, "mcp", p, k, name, nil)
+	audit(ctx, g.events, "mcp", "", p, k, name, nil)
 	return nil
 }
 
@@ -517,42 +509,29 @@ func keep[T any](in []T, ok func(T) bool) []T {
 	return out
 }
 
-func audit(ctx context.Context, l *slog.Logger, level slog.Level, layer string, p *Principal, k kind, name string, err error) {
-	if l == nil {
-		l = slog.Default()
-	}
-	if !l.Enabled(ctx, level) {
-		return
-	}
-	attrs := make([]slog.Attr, 0, 8)
+// audit reports the guard's decision on name, of kind k (kindNone for a
+// method), as an authorization event.
+func audit(ctx context.Context, sink EventSink, layer, rpcMethod string, p *Principal, k kind, name string, err error) {
+	e := Event{Kind: EventAuthorization, Outcome: OutcomeSuccess, Layer: layer, RPCMethod: rpcMethod}
 	if err != nil {
-		var ae *refusal
-		reason := "forbidden"
-		if errors.As(err, &ae) {
-			reason = ae.reason
+		e.Outcome, e.Reason = OutcomeDenied, "forbidden"
+		if f := (*refusal)(nil); errors.As(err, &f) && f.reason != "" {
+			e.Reason = f.reason
 		}
-		attrs = append(attrs, slog.String("outcome", "denied"), slog.String("reason", reason))
-	} else {
-		attrs = append(attrs, slog.String("outcome", "allowed"))
 	}
-	attrs = append(attrs, slog.String("layer", layer), slog.String(kindNames[k], name))
+	if k != kindNone {
+		e.TargetKind, e.Target = kindNames[k], name
+	}
 	if p != nil {
-		attrs = append(attrs, slog.String("method", string(p.Method)), slog.String("subject", p.Subject))
-		if p.KeyID != "" {
-			attrs = append(attrs, slog.String("key_id", p.KeyID))
-		}
+		e.Method, e.Issuer, e.Subject, e.KeyID, e.ClientID = p.Method, p.Issuer, p.Subject, p.KeyID, p.ClientID
 	}
-	msg := "mcpauth: access allowed"
-	if err != nil {
-		msg = "mcpauth: access denied"
-	}
-	l.LogAttrs(ctx, level, msg, attrs...)
+	emit(ctx, sink, e)
 }
 
 // Validate compares the policy with what server offers. It returns an error
 // naming each rule for a tool, prompt or resource the server does not have
 // (most often a typo, which would leave the real one denied to everyone).
-// It logs a warning, through the guard's logger, for each tool no rule
+// It reports a configuration event, through the guard's sink, for each tool no rule
 // covers (denied to every caller) and each prefix rule that matches nothing.
 // Call it at start-up, after the server's tools are added.
 //
@@ -607,12 +586,8 @@ func (g *Guard) Validate(ctx context.Context, server *mcp.Server) error {
 		}
 	}
 	errs, warnings := g.c.validate(names)
-	l := g.logger
-	if l == nil {
-		l = slog.Default()
-	}
 	for _, w := range warnings {
-		l.LogAttrs(ctx, slog.LevelWarn, "mcpauth: policy: "+w)
+		emit(ctx, g.events, Event{Kind: EventConfiguration, Outcome: OutcomeFailure, Reason: "policy", Detail: w})
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("mcpauth: policy does not match the server: %w", errors.Join(errs...))

@@ -72,7 +72,7 @@ func TestGuardRateLimitMemoryBounded(t *testing.T) {
 	if testing.Short() {
 		n = 20_000
 	}
-	g.logger = slog.New(slog.DiscardHandler)
+	g.events = LogEvents(slog.New(slog.DiscardHandler))
 	ctx := t.Context()
 	for i := range n {
 		p := (&Principal{Subject: fmt.Sprintf("p%d", i), Method: MethodJWT}).seal()
