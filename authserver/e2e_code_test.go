@@ -48,4 +48,3 @@ func TestMCPAuthorizationCodePreregistered(t *testing.T) {
 		})
 	}
 }
-

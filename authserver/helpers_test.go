@@ -258,3 +258,24 @@ func claims(t *testing.T, token string) map[string]any {
 	decodeSegment(t, strings.Split(token, ".")[1], &m)
 	return m
 }
+
+func httpPostForm(u string, form url.Values) (int, error) {
+	resp, err := http.PostForm(u, form)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// waitFor polls cond for a few seconds.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in time")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

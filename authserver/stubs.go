@@ -14,9 +14,6 @@ func (*metadataFetcher) client(context.Context, string) (*client, error) {
 	return nil, errUnknownClient
 }
 
-func (s *Server) refresh(http.ResponseWriter, *http.Request, params, *clientAuth) *oauthError {
-	return errUnsupportedGrant
-}
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request)     { http.NotFound(w, r) }
 func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }
 func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request)   { http.NotFound(w, r) }

@@ -84,7 +84,10 @@ func TestCodeGrantErrors(t *testing.T) {
 	if _, err := v.Verify(context.Background(), access); !errors.Is(err, mcpauth.ErrRevoked) {
 		t.Errorf("access token after the replay: %v", err)
 	}
-	_ = refresh // step 3 checks it was revoked
+	resp, m = env.post("/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}, "client_id": {"app"}}, nil)
+	if resp.StatusCode != 400 || m["error"] != "invalid_grant" {
+		t.Errorf("refresh after the replay: %d %v", resp.StatusCode, m)
+	}
 	if len(env.events.find(EventReuseDetected, mcpauth.OutcomeFailure)) != 1 {
 		t.Error("no reuse event")
 	}
