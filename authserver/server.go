@@ -251,6 +251,7 @@ type Server struct {
 	metadata      []byte
 	routes        map[string]func(http.ResponseWriter, *http.Request)
 	authorizePath string
+	own           ownVerifier
 }
 
 // resource is one of Options.Resources, as configured and in normal form.

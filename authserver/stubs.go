@@ -14,6 +14,4 @@ func (*metadataFetcher) client(context.Context, string) (*client, error) {
 	return nil, errUnknownClient
 }
 
-func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request)     { http.NotFound(w, r) }
-func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }
-func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request)   { http.NotFound(w, r) }
+func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }
