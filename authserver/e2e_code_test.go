@@ -2,6 +2,7 @@ package authserver
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -44,6 +45,37 @@ func TestMCPAuthorizationCodePreregistered(t *testing.T) {
 			out := whoami(t, cs, "alice", "editor")
 			if out.ClientID != "app" || n.Load() != 1 {
 				t.Errorf("whoami %+v after %d authorizations", out, n.Load())
+			}
+		})
+	}
+}
+
+// go-sdk's client registers itself (RFC 7591) and completes the flow.
+func TestMCPDynamicRegistration(t *testing.T) {
+	for _, mode := range mcptest.Modes {
+		t.Run(mode.Name, func(t *testing.T) {
+			env := newEnv(t, nil)
+			endpoint := env.mountMCP(mode)
+			var n atomic.Int32
+			h, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{
+				DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
+					ClientName:              "go-sdk test",
+					RedirectURIs:            []string{"http://127.0.0.1:38113/callback"},
+					TokenEndpointAuthMethod: "none",
+					GrantTypes:              []string{"authorization_code", "refresh_token"},
+				}},
+				AuthorizationCodeFetcher: env.fetcher("alice", &n),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cs, err := connect(t, mode, endpoint, h)
+			if err != nil {
+				t.Fatalf("connect: %v", err)
+			}
+			out := whoami(t, cs, "alice", "editor")
+			if !strings.HasPrefix(out.ClientID, dynamicClientPrefix) || len(env.events.find(EventClientRegistered, "")) != 1 {
+				t.Errorf("client %q", out.ClientID)
 			}
 		})
 	}
