@@ -498,7 +498,7 @@ type verifiedToken struct {
 // back under a new name.
 func (vt *verifiedToken) revocationID(token string) string {
 	if vt.jti != "" {
-		return "jti:" + vt.principal.Issuer + "#" + vt.jti
+		return jtiRevocationID(vt.principal.Issuer, vt.jti)
 	}
 	signed := token[:strings.LastIndexByte(token, '.')]
 	sum := sha256.Sum256([]byte(signed))

@@ -1,8 +1,10 @@
 package mcpauth
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"sync"
 	"time"
 )
@@ -101,3 +103,20 @@ func (c *tokenCache) remove(sum *[32]byte) {
 	delete(s.entries, *sum)
 	s.mu.Unlock()
 }
+
+// RevokeToken records in store that the token of issuer with the given jti
+// is revoked, for ttl (until the token has expired, leeway included; zero:
+// for good). Every [JWTVerifier] whose
+// Store is store refuses it from then on, cached or not, with 401
+// (ErrRevoked). It is for an authorization server, or an operator's tool,
+// that knows a token by its jti; a verifier that holds the token itself
+// calls [JWTVerifier.Revoke].
+func RevokeToken(ctx context.Context, store Store, issuer, jti string, ttl time.Duration) error {
+	if store == nil || jti == "" || ttl < 0 {
+		return errors.New("mcpauth: RevokeToken needs a store, a jti and a ttl of zero or more")
+	}
+	return store.Set(ctx, revokedKey(jtiRevocationID(issuer, jti)), nil, ttl)
+}
+
+// jtiRevocationID is the revocation ID of a token with a jti.
+func jtiRevocationID(issuer, jti string) string { return "jti:" + issuer + "#" + jti }
