@@ -55,8 +55,10 @@ type shard struct {
 	// first. Within a class the least recently used entry, the tail, is the
 	// one whose bucket will be full soonest.
 	lists []list
-	// soonest is the least entry.full of the shard (math.MaxInt64 when it is
-	// empty): a map that must evict reads it without the lock.
+	// soonest is at most the least entry.full of the shard (math.MaxInt64
+	// when it is empty): a map that must evict reads it without the lock.
+	// A use of an entry only makes its bucket full later, so Take leaves
+	// soonest as it is, a bound that evict makes exact when it matters.
 	soonest atomic.Int64
 	_       [64]byte // keep shards' hot fields on their own cache lines
 }
@@ -144,7 +146,10 @@ func (m *Map) Take(key Key, limit rate.Limit, burst int) (ok bool, retryAfter ti
 	}
 	e.full = addSat(t, e.refill)
 	s.pushFront(e)
-	s.updateSoonest()
+	if e.full < s.soonest.Load() {
+		// A new entry, or the shard's bound lags: keep it a bound.
+		s.soonest.Store(e.full)
+	}
 	if e.lim.AllowN(now, 1) {
 		return true, 0
 	}
@@ -160,15 +165,19 @@ func (m *Map) Take(key Key, limit rate.Limit, burst int) (ok bool, retryAfter ti
 }
 
 // evict drops entries until the map is within its capacity: each time the
-// one whose bucket is full soonest (or already is), as the shards report it.
-// A shard's report may be a moment old; the entry dropped is then a near
-// second.
+// one whose bucket is full soonest (or already is), map-wide. The shards'
+// soonest are lower bounds: the least is made exact, and the entry dropped
+// if it is still no later than the next shard's bound. Concurrent Takes make
+// that a near second at worst.
 func (m *Map) evict(t int64) {
 	for m.count.Load() > m.cap {
-		best, soonest := -1, int64(math.MaxInt64)
+		best, soonest, next := -1, int64(math.MaxInt64), int64(math.MaxInt64)
 		for i := range m.shards {
-			if v := m.shards[i].soonest.Load(); v < soonest {
-				best, soonest = i, v
+			switch v := m.shards[i].soonest.Load(); {
+			case v < soonest:
+				best, soonest, next = i, v, soonest
+			case v < next:
+				next = v
 			}
 		}
 		if best < 0 {
@@ -178,7 +187,8 @@ func (m *Map) evict(t int64) {
 		}
 		s := &m.shards[best]
 		s.mu.Lock()
-		if e := s.soonestEntry(); e != nil {
+		s.updateSoonest()
+		if e := s.soonestEntry(); e != nil && e.full <= next {
 			s.remove(m, e)
 			s.updateSoonest()
 		}
