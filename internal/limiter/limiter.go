@@ -40,12 +40,19 @@ const maxLists = 8
 
 // Map holds limiters by key. It is safe for concurrent use.
 type Map struct {
-	seed   maphash.Seed
-	cap    int64
-	count  atomic.Int64 // entries held, plus insertions under way
-	epoch  time.Time    // the origin of entry.full
-	now    func() time.Time
-	shards [shards]shard
+	seed  maphash.Seed
+	cap   int64
+	count atomic.Int64 // entries held, plus insertions under way
+	epoch time.Time    // the origin of entry.full
+	now   func() time.Time
+	// soonest[i] is at most the least entry.full of shards[i]
+	// (math.MaxInt64 when it is empty): a Take that must evict reads them
+	// all, without the shards' locks. A use of an entry only makes its
+	// bucket full later, so a Take of a known key leaves it as it is, a
+	// bound that evict makes exact when it matters. They sit together so
+	// that reading them is a few cache lines.
+	soonest [shards]atomic.Int64
+	shards  [shards]shard
 }
 
 type shard struct {
@@ -55,10 +62,8 @@ type shard struct {
 	// first. Within a class the least recently used entry, the tail, is the
 	// one whose bucket will be full soonest.
 	lists []list
-	// soonest is the least entry.full of the shard (math.MaxInt64 when it is
-	// empty): a map that must evict reads it without the lock.
-	soonest atomic.Int64
-	_       [64]byte // keep shards' hot fields on their own cache lines
+	index int      // in Map.shards
+	_     [64]byte // keep shards' hot fields on their own cache lines
 }
 
 type list struct {
@@ -85,7 +90,8 @@ func New(capacity int, now func() time.Time) *Map {
 	m.epoch = now()
 	for i := range m.shards {
 		m.shards[i].entries = make(map[Key]*entry)
-		m.shards[i].soonest.Store(math.MaxInt64)
+		m.shards[i].index = i
+		m.soonest[i].Store(math.MaxInt64)
 	}
 	return m
 }
@@ -125,11 +131,11 @@ func (m *Map) Take(key Key, limit rate.Limit, burst int) (ok bool, retryAfter ti
 	e := s.entries[key]
 	if e == nil {
 		s.dropFull(m, t)
-		if m.count.Add(1) > m.cap {
-			// Make room elsewhere, without this shard's lock: evict
-			// takes other shards' locks, one at a time.
+		if m.count.Add(1) > m.cap && !m.evict(s) {
+			// Another shard's lock is taken: make room without this
+			// one's, so that two Takes never wait on each other's.
 			s.mu.Unlock()
-			m.evict(t)
+			m.evict(nil)
 			s.mu.Lock()
 			if e = s.entries[key]; e != nil {
 				// Inserted meanwhile by another Take.
@@ -144,7 +150,10 @@ func (m *Map) Take(key Key, limit rate.Limit, burst int) (ok bool, retryAfter ti
 	}
 	e.full = addSat(t, e.refill)
 	s.pushFront(e)
-	s.updateSoonest()
+	if b := &m.soonest[s.index]; e.full < b.Load() {
+		// A new entry: keep the bound a bound.
+		b.Store(e.full)
+	}
 	if e.lim.AllowN(now, 1) {
 		return true, 0
 	}
@@ -160,30 +169,49 @@ func (m *Map) Take(key Key, limit rate.Limit, burst int) (ok bool, retryAfter ti
 }
 
 // evict drops entries until the map is within its capacity: each time the
-// one whose bucket is full soonest (or already is), as the shards report it.
-// A shard's report may be a moment old; the entry dropped is then a near
-// second.
-func (m *Map) evict(t int64) {
+// one whose bucket is full soonest (or already is), map-wide. The shards'
+// bounds are read without locks: the least is made exact, and its entry
+// dropped if it is still no later than the next shard's bound. Concurrent
+// Takes make that a near second at worst.
+//
+// held is a shard the caller has locked, or nil. With one, evict takes
+// another shard's lock only if it is free, and reports false, leaving the
+// map over capacity, when it is not; without one it waits for locks, one at
+// a time.
+func (m *Map) evict(held *shard) bool {
 	for m.count.Load() > m.cap {
-		best, soonest := -1, int64(math.MaxInt64)
-		for i := range m.shards {
-			if v := m.shards[i].soonest.Load(); v < soonest {
-				best, soonest = i, v
+		best, soonest, next := -1, int64(math.MaxInt64), int64(math.MaxInt64)
+		for i := range m.soonest {
+			switch v := m.soonest[i].Load(); {
+			case v < soonest:
+				best, soonest, next = i, v, soonest
+			case v < next:
+				next = v
 			}
 		}
 		if best < 0 {
 			// Every shard is empty: the count is insertions under way,
 			// each of which evicts for itself.
-			return
+			return true
 		}
 		s := &m.shards[best]
-		s.mu.Lock()
-		if e := s.soonestEntry(); e != nil {
-			s.remove(m, e)
-			s.updateSoonest()
+		switch {
+		case s == held:
+		case held == nil:
+			s.mu.Lock()
+		case !s.mu.TryLock():
+			return false
 		}
-		s.mu.Unlock()
+		s.updateSoonest(m)
+		if e := s.soonestEntry(); e != nil && e.full <= next {
+			s.remove(m, e)
+			s.updateSoonest(m)
+		}
+		if s != held {
+			s.mu.Unlock()
+		}
 	}
+	return true
 }
 
 func (s *shard) insert(key Key, limit rate.Limit, burst int) *entry {
@@ -230,7 +258,7 @@ func (s *shard) dropFull(m *Map, t int64) {
 		}
 	}
 	if dropped {
-		s.updateSoonest()
+		s.updateSoonest(m)
 	}
 }
 
@@ -245,13 +273,14 @@ func (s *shard) soonestEntry() *entry {
 	return best
 }
 
-func (s *shard) updateSoonest() {
+// updateSoonest makes the shard's bound in m exact.
+func (s *shard) updateSoonest(m *Map) {
 	v := int64(math.MaxInt64)
 	if e := s.soonestEntry(); e != nil {
 		v = e.full
 	}
-	if s.soonest.Load() != v {
-		s.soonest.Store(v)
+	if b := &m.soonest[s.index]; b.Load() != v {
+		b.Store(v)
 	}
 }
 
