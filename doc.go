@@ -21,6 +21,7 @@
 // session's first HTTP request, so it may carry a credential that has since
 // been rotated or downgraded.
 //
-// Guides: docs/jwt.md (JWT and identity providers), docs/rbac.md (the guard
-// and policies), docs/troubleshooting.md (what clients print on a 401).
+// Guides: docs/jwt.md (JWT and identity providers), docs/oauth.md (OAuth
+// protected resource metadata and the [OAuthVerifier]), docs/rbac.md (the
+// guard and policies), docs/troubleshooting.md (what clients print on a 401).
 package mcpauth

@@ -22,6 +22,16 @@ type RequireOptions struct {
 	// server. Empty (the default) leaves it out.
 	ResourceMetadataURL string
 
+	// Resource is this server as an OAuth protected resource, whose
+	// metadata document the server serves (see [ProtectedResource]). When
+	// set, every 401 and 403 challenge carries its MetadataURL as
+	// resource_metadata, and every 401 its scope hint, so that the
+	// challenges and the document cannot disagree; it takes precedence over
+	// ResourceMetadataURL (a differing ResourceMetadataURL is ignored, with
+	// an EventConfiguration event). Nil (the default) means
+	// ResourceMetadataURL alone.
+	Resource *ProtectedResource
+
 	// Events receives one security [Event] for every authentication
 	// decision. Nil (the default) means [LogEvents] on Logger.
 	Events EventSink
@@ -72,6 +82,7 @@ func Require(opts *RequireOptions, authenticators ...Authenticator) func(http.Ha
 	if m.events == nil {
 		m.events = LogEvents(m.opts.Logger)
 	}
+	warnResourceConflict(&m.opts, m.events)
 	switch {
 	case m.opts.SuccessEventInterval == 0:
 		m.successes = newSuccessLog(time.Minute)
@@ -148,7 +159,7 @@ func (m *middleware) authenticate(r *http.Request) (*Principal, error) {
 // fail writes the response for a refused request and its audit event.
 func (m *middleware) fail(w http.ResponseWriter, r *http.Request, err error) {
 	m.auditFailure(r, err, classOf(err))
-	writeChallenge(w, err, m.opts.ResourceMetadataURL)
+	writeChallengeFor(w, err, &m.opts)
 }
 
 // writeChallenge writes the response for a request refused with err: the
