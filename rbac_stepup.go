@@ -121,7 +121,7 @@ func (g *Guard) finishScopes(w http.ResponseWriter, r *http.Request, next http.H
 		sink = sinkFor(o.Events, o.Logger)
 	}
 	audit(r.Context(), sink, "http", "", PrincipalFromHTTPRequest(r), k, name, first)
-	writeChallenge(w, &ScopeError{Required: missing}, o.ResourceMetadataURL)
+	writeChallengeFor(w, &ScopeError{Required: missing}, o)
 }
 
 // guardedKind is the kind of target a method names, if the guard guards it.
