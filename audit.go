@@ -44,7 +44,7 @@ const (
 // token's kid or jti).
 //
 // Values that a caller chooses (a subject or key ID from a token, a tool
-// name, a request id) are bounded to [MaxEventValueLen] bytes, marked as cut,
+// name, a request id) are bounded to 256 bytes, marked as cut,
 // and have control and invalid bytes replaced, before a sink sees them.
 type Event struct {
 	Time    time.Time
@@ -94,8 +94,8 @@ const (
 	reasonRevocationsDown = "revocations_unavailable"
 )
 
-// MaxEventValueLen bounds each caller-chosen value of an [Event].
-const MaxEventValueLen = 256
+// maxEventValueLen bounds each caller-chosen value of an [Event].
+const maxEventValueLen = 256
 
 // An EventSink receives security events. Record must be safe for concurrent
 // use and should return quickly: it runs on the request's goroutine.
@@ -210,6 +210,16 @@ func emit(ctx context.Context, sink EventSink, e Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
+	e = e.Bounded()
+	sink.Record(ctx, e)
+}
+
+// Bounded returns e with each caller-chosen value bounded as [Event]
+// describes: at most 256 bytes of valid UTF-8 without control characters,
+// a cut value marked "…[cut]". Require, the verifiers and the guard hand
+// sinks bounded events; a part of another package that records events
+// (the authorization server) bounds them with it.
+func (e Event) Bounded() Event {
 	e.Reason = boundValue(e.Reason)
 	e.Issuer = boundValue(e.Issuer)
 	e.Subject = boundValue(e.Subject)
@@ -217,21 +227,22 @@ func emit(ctx context.Context, sink EventSink, e Event) {
 	e.ClientID = boundValue(e.ClientID)
 	e.RemoteAddr = boundValue(e.RemoteAddr)
 	e.RequestID = boundValue(e.RequestID)
+	e.Layer = boundValue(e.Layer)
 	e.RPCMethod = boundValue(e.RPCMethod)
 	e.Target = boundValue(e.Target)
 	e.Detail = boundValue(e.Detail)
-	sink.Record(ctx, e)
+	return e
 }
 
-// cutMark ends a value that was cut to MaxEventValueLen.
+// cutMark ends a value that was cut to maxEventValueLen.
 const cutMark = "…[cut]"
 
-// boundValue returns s if it is at most MaxEventValueLen bytes of valid
+// boundValue returns s if it is at most maxEventValueLen bytes of valid
 // UTF-8 without control characters, as nearly every value is; otherwise a
 // copy with each control character or invalid byte replaced by U+FFFD and
-// cut, on a character boundary, to MaxEventValueLen bytes ending in cutMark.
+// cut, on a character boundary, to maxEventValueLen bytes ending in cutMark.
 func boundValue(s string) string {
-	clean := len(s) <= MaxEventValueLen
+	clean := len(s) <= maxEventValueLen
 	for i := 0; clean && i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c == 0x7f || c >= 0x80 {
 			clean = false
@@ -246,7 +257,7 @@ func boundValue(s string) string {
 		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
 			r = utf8.RuneError
 		}
-		if b.Len()+utf8.RuneLen(r) > MaxEventValueLen {
+		if b.Len()+utf8.RuneLen(r) > maxEventValueLen {
 			cut = true
 			break
 		}
@@ -256,7 +267,7 @@ func boundValue(s string) string {
 	if !cut {
 		return out
 	}
-	for len(out)+len(cutMark) > MaxEventValueLen {
+	for len(out)+len(cutMark) > maxEventValueLen {
 		_, size := utf8.DecodeLastRuneInString(out)
 		out = out[:len(out)-size]
 	}

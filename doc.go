@@ -3,11 +3,10 @@
 //
 // [Require] wraps the server's Streamable HTTP handler and authenticates
 // every request once, into a [Principal], with the first of its
-// [Authenticator]s that finds a credential of its kind: [APIKeys] (from
-// MCP_API_KEYS or code), a [JWTVerifier] (tokens of an identity provider, by
-// JWKS URL or local keys; [JWTIssuer] mints them). A [Guard] enforces a
-// [Policy] of roles and scopes per tool inside go-sdk. Every decision is an
-// [Event] for an [EventSink]; state that must last goes through a [Store].
+// [Authenticator]s that finds its kind of credential: [APIKeys], a
+// [JWTVerifier] (an identity provider's tokens; [JWTIssuer] mints them), an
+// [OAuthVerifier]. A [Guard] enforces a [Policy] per tool inside go-sdk.
+// Decisions are [Event]s for an [EventSink]; lasting state is in a [Store].
 //
 //	keys, err := mcpauth.APIKeysFromEnv() // MCP_API_KEYS="KEY:alice:admin"
 //	if err != nil {
@@ -21,7 +20,5 @@
 // session's first HTTP request, so it may carry a credential that has since
 // been rotated or downgraded.
 //
-// Guides: docs/jwt.md (JWT and identity providers), docs/oauth.md (OAuth
-// protected resource metadata and the [OAuthVerifier]), docs/rbac.md (the
-// guard and policies), docs/troubleshooting.md (what clients print on a 401).
+// Guides: docs/ (jwt, oauth, rbac, authserver, stores, troubleshooting).
 package mcpauth
