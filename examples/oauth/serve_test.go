@@ -378,4 +378,3 @@ func (h withHeader) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	return h.base.RoundTrip(r)
 }
-
