@@ -15,13 +15,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/mcpauth/mcpauth/internal/header"
 )
-
-// apiKeyHeader is X-API-Key in the canonical form net/http stores it under.
-const apiKeyHeader = "X-Api-Key"
 
 // APIKeyPrefix starts every key made by [GenerateAPIKey]. It lets secret
 // scanners recognise a leaked key, and lets [APIKeys] reject a key whose
@@ -34,9 +33,18 @@ const (
 	keyChecksumLen = 6  // base62 characters of a CRC-32C: 62^6 > 2^32
 	generatedLen   = len(APIKeyPrefix) + keyRandomLen + keyChecksumLen
 
-	// MinAPIKeyLen is the shortest key [NewAPIKeys] accepts. A short key can
+	// minAPIKeyLen is the shortest key NewAPIKeys accepts. A short key can
 	// be guessed; generate keys with [GenerateAPIKey].
-	MinAPIKeyLen = 16
+	minAPIKeyLen = 16
+)
+
+// Bounds on what one key carries. Its subject and roles go into every audit
+// event and to every tool that reads the principal, so they are kept short.
+const (
+	maxSubjectLen = 256
+	maxRoleLen    = 128
+	maxScopeLen   = 128
+	maxKeyLabels  = 64 // roles, and scopes, of one key
 )
 
 const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -52,17 +60,27 @@ var isBase62 = func() (t [256]bool) {
 // EnvAPIKeys is the environment variable [APIKeysFromEnv] reads.
 const EnvAPIKeys = "MCP_API_KEYS"
 
-// An APIKey configures one key of [APIKeys].
+// An APIKey configures one key of [APIKeys]. [NewAPIKeys] and [APIKeys.Add]
+// check it and copy what they keep, so the caller may reuse or change its
+// slices afterwards.
 type APIKey struct {
-	// Key is the secret. It is hashed at once; APIKeys never keeps it.
+	// Key is the secret: at least 16 bytes of printable ASCII
+	// without spaces, not beginning or ending with a quote (' " `). It is
+	// hashed at once; APIKeys never keeps it.
 	Key string
 	// Hash is the key's hex SHA-256 (see [HashAPIKey]), for configuring a key
 	// without holding its secret. Set exactly one of Key and Hash.
 	Hash string
 	// Subject is the principal's subject. Empty means "apikey-" followed by
-	// the key's ID.
+	// the key's ID. It is written into every audit event, so it is refused if
+	// it is longer than 256 bytes, is not UTF-8, or holds white space, a
+	// control or invisible formatting character, ';', ',' or a quote
+	// (' " `): these are the marks of a misparsed list, whose subject would
+	// carry the next key's text.
 	Subject string
-	// Roles and Scopes are given to the principal as they are.
+	// Roles follow the rules of Subject, at most 64 roles of at most 128
+	// bytes each. Scopes are RFC 6749 §3.3 scope-tokens (printable ASCII but
+	// space, '"' and '\'), at most 64 of at most 128 bytes each.
 	Roles  []string
 	Scopes []string
 	// ExpiresAt is when the key stops working. Zero means never.
@@ -93,7 +111,7 @@ type keyEntry struct {
 }
 
 // NewAPIKeys returns an authenticator for the keys. It returns an error for a
-// key shorter than [MinAPIKeyLen], one with characters other than printable
+// key shorter than 16, one with characters other than printable
 // ASCII, a generated key whose checksum is wrong, or a key given twice. The
 // error names the key by position, never by its text.
 func NewAPIKeys(keys ...APIKey) (*APIKeys, error) {
@@ -128,41 +146,78 @@ func APIKeysFromEnv() (*APIKeys, error) {
 }
 
 // ParseAPIKeys reads a comma-separated list of keys, each entry KEY,
-// KEY:SUBJECT or KEY:SUBJECT:ROLE|ROLE. White space around entries and fields
-// (trailing newlines included) is trimmed and empty entries are ignored. A
-// malformed entry is an error that names its position, never its text.
+// KEY:SUBJECT or KEY:SUBJECT:ROLE|ROLE: ',' separates entries, ':' separates
+// the fields of an entry and '|' separates roles. White space around entries,
+// fields and roles (trailing newlines included) is trimmed and empty entries
+// are ignored. Quotes are not stripped: a value copied from a .env file with
+// its quotes is refused, not taken with them.
+//
+// The key, subject and roles follow the rules of [APIKey], and the list
+// syntax adds its own: a key, subject or role cannot hold ':' or ',', a
+// subject cannot hold '|', and an entry cannot hold ';' or a line break.
+// Entries separated by ';', by spaces or by lines would otherwise make the
+// next key part of a subject, and so of every audit event and of what tools
+// see. A malformed entry is an error that names its position, the mistake and
+// how to write it, never any of its text.
 func ParseAPIKeys(s string) ([]APIKey, error) {
 	var keys []APIKey
+	prevRoles := 0 // entry number of the previous entry, if it had roles
 	for i, entry := range strings.Split(s, ",") {
 		entry = strings.TrimSpace(entry)
 		if entry == "" {
 			continue
 		}
+		n := i + 1
+		fail := func(format string, args ...any) error {
+			return fmt.Errorf("mcpauth: %s entry %d"+format, append([]any{EnvAPIKeys, n}, args...)...)
+		}
+		// Checked on the whole entry first: these mistakes also change how
+		// many fields it seems to have.
+		if strings.ContainsAny(entry, "\n\r") {
+			return nil, fail(" holds a line break: entries are separated by ',', not by lines")
+		}
+		if strings.ContainsRune(entry, ';') {
+			return nil, fail(" contains ';': entries are separated by ',', and no part of an entry can contain ';'")
+		}
 		fields := strings.Split(entry, ":")
 		if len(fields) > 3 {
-			return nil, fmt.Errorf("mcpauth: %s entry %d: want KEY, KEY:SUBJECT or KEY:SUBJECT:ROLE|ROLE", EnvAPIKeys, i+1)
+			return nil, fail(" has %d fields, want KEY, KEY:SUBJECT or KEY:SUBJECT:ROLE|ROLE: ':' separates fields, so a key, subject or role cannot contain ':'; separate roles with '|'", len(fields))
 		}
 		for j := range fields {
 			fields[j] = strings.TrimSpace(fields[j])
 		}
 		key := APIKey{Key: fields[0]}
 		if err := checkKeyText(key.Key); err != nil {
-			return nil, fmt.Errorf("mcpauth: %s entry %d: %w", EnvAPIKeys, i+1, err)
+			switch {
+			case len(fields) == 1 && prevRoles > 0 && errors.Is(err, errKeyShort):
+				return nil, fail(" looks like a role of entry %d (a short word with no ':'): separate roles with '|', not ','", prevRoles)
+			case len(fields) > 1 && (errors.Is(err, errKeyShort) || errors.Is(err, errKeyChecksum)):
+				return nil, fail(": %v; ':' separates the key from the subject, so a key cannot contain ':'", err)
+			case errors.Is(err, errKeySpace):
+				return nil, fail(": %v: entries are separated by ','", err)
+			}
+			return nil, fail(": %w", err)
 		}
 		if len(fields) > 1 {
-			if fields[1] == "" {
-				return nil, fmt.Errorf("mcpauth: %s entry %d: empty subject", EnvAPIKeys, i+1)
+			if msg := checkLabel("the subject", fields[1], maxSubjectLen, true); msg != "" {
+				return nil, fail(": %s", msg)
 			}
 			key.Subject = fields[1]
 		}
+		prevRoles = 0
 		if len(fields) > 2 {
-			for _, role := range strings.Split(fields[2], "|") {
+			roles := strings.Split(fields[2], "|")
+			if len(roles) > maxKeyLabels {
+				return nil, fail(" has more than %d roles", maxKeyLabels)
+			}
+			for j, role := range roles {
 				role = strings.TrimSpace(role)
-				if role == "" {
-					return nil, fmt.Errorf("mcpauth: %s entry %d: empty role", EnvAPIKeys, i+1)
+				if msg := checkLabel(fmt.Sprintf("role %d", j+1), role, maxRoleLen, true); msg != "" {
+					return nil, fail(": %s", msg)
 				}
 				key.Roles = append(key.Roles, role)
 			}
+			prevRoles = n
 		}
 		keys = append(keys, key)
 	}
@@ -197,10 +252,10 @@ func HashAPIKey(key string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// APIKeyID returns a key's public identifier: the first 12 hex digits of its
+// apiKeyID returns a key's public identifier: the first 12 hex digits of its
 // SHA-256. Audit events and [APIKeys.RevokeID] use it; it does not reveal the
 // key.
-func APIKeyID(key string) string {
+func apiKeyID(key string) string {
 	sum := sha256.Sum256([]byte(key))
 	return keyID(&sum)
 }
@@ -212,13 +267,13 @@ func (k *APIKeys) Authenticate(r *http.Request) (*Principal, error) {
 	if k == nil {
 		return nil, failure(MethodAPIKey, ErrUnavailable, "", "not configured")
 	}
-	key, present, ok := header.Single(r.Header, apiKeyHeader)
+	key, present, ok := header.Single(r.Header, header.APIKey)
 	if present && !ok {
 		return nil, failure(MethodAPIKey, ErrMalformed, "", "bad X-API-Key header")
 	}
 	if !present {
-		token, _, ok, _ := header.Bearer(r.Header)
-		if !ok || header.LooksLikeJWT(token) {
+		token, _, ok, _, jwt := header.BearerJWT(r.Header)
+		if !ok || jwt {
 			return nil, ErrNoCredentials
 		}
 		key = token
@@ -278,7 +333,7 @@ func (k *APIKeys) Revoke(key string) bool {
 	return true
 }
 
-// RevokeID revokes every key whose [APIKeyID] is id, for an operator who
+// RevokeID revokes every key whose API-key ID is id, for an operator who
 // knows a key from the audit log but not its secret. It returns how many keys
 // it revoked.
 func (k *APIKeys) RevokeID(id string) int {
@@ -331,6 +386,27 @@ func newKeyEntry(key APIKey) (*keyEntry, error) {
 	default:
 		return nil, errors.New("no Key or Hash")
 	}
+	if key.Subject != "" {
+		if msg := checkLabel("the subject", key.Subject, maxSubjectLen, false); msg != "" {
+			return nil, errors.New(msg)
+		}
+	}
+	if len(key.Roles) > maxKeyLabels {
+		return nil, fmt.Errorf("more than %d roles", maxKeyLabels)
+	}
+	for i, role := range key.Roles {
+		if msg := checkLabel(fmt.Sprintf("role %d", i+1), role, maxRoleLen, false); msg != "" {
+			return nil, errors.New(msg)
+		}
+	}
+	if len(key.Scopes) > maxKeyLabels {
+		return nil, fmt.Errorf("more than %d scopes", maxKeyLabels)
+	}
+	for i, scope := range key.Scopes {
+		if err := checkScope(scope); err != nil {
+			return nil, fmt.Errorf("scope %d %w", i+1, err)
+		}
+	}
 	id := keyID(&e.hash)
 	subject := key.Subject
 	if subject == "" {
@@ -339,26 +415,114 @@ func newKeyEntry(key APIKey) (*keyEntry, error) {
 	e.principal = (&Principal{
 		Subject: subject,
 		Method:  MethodAPIKey,
-		Roles:   key.Roles,
-		Scopes:  key.Scopes,
-		Expiry:  key.ExpiresAt,
-		KeyID:   id,
+		// The principal is shared by every request of the key: it must not
+		// alias the caller's slices, and with no spare capacity an append by
+		// a handler gets a new array instead of writing into the one the
+		// next request reads.
+		Roles:  slices.Clip(slices.Clone(key.Roles)),
+		Scopes: slices.Clip(slices.Clone(key.Scopes)),
+		Expiry: key.ExpiresAt,
+		KeyID:  id,
 	}).seal()
 	return e, nil
 }
 
+// The errors of checkKeyText that ParseAPIKeys adds a hint to.
+var (
+	errKeyShort    = fmt.Errorf("the key is shorter than %d characters", minAPIKeyLen)
+	errKeyChecksum = errors.New("the key has the prefix of a generated key but a wrong checksum")
+	errKeySpace    = errors.New("the key contains white space")
+)
+
 // checkKeyText validates a configured key's text. Its errors never quote the
-// key.
+// key, nor even the prefix of a generated key.
 func checkKeyText(key string) error {
+	if key == "" {
+		return errors.New("the key is empty")
+	}
+	if len(key) > header.MaxCredentialLen {
+		return fmt.Errorf("the key is longer than %d bytes", header.MaxCredentialLen)
+	}
+	if isQuote(key[0]) || isQuote(key[len(key)-1]) {
+		return errors.New("the key begins or ends with a quote: quotes are not stripped and would be part of the key; remove them")
+	}
+	if !header.Token(key) {
+		switch {
+		case strings.ContainsAny(key, " \t\n\v\f\r"):
+			return errKeySpace
+		case strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+			return errors.New("the key contains a control character")
+		}
+		return errors.New("the key has characters other than printable ASCII")
+	}
+	if len(key) < minAPIKeyLen {
+		return errKeyShort
+	}
+	if strings.HasPrefix(key, APIKeyPrefix) && !validChecksum(key) {
+		return errKeyChecksum
+	}
+	return nil
+}
+
+func isQuote(c byte) bool { return c == '\'' || c == '"' || c == '`' }
+
+// checkLabel validates a subject or role, named by what ("the subject",
+// "role 2"), and returns what is wrong with it, or "". The characters it
+// refuses are those a misparsed or mis-separated list leaves behind, and those
+// that would forge or hide text in an audit line. inList adds the hint for
+// MCP_API_KEYS. The message never quotes the value.
+func checkLabel(what, s string, max int, inList bool) string {
 	switch {
-	case key == "":
-		return errors.New("empty key")
-	case !header.Token(key):
-		return errors.New("the key has characters other than printable ASCII, or is too long")
-	case len(key) < MinAPIKeyLen:
-		return fmt.Errorf("the key is shorter than %d characters", MinAPIKeyLen)
-	case strings.HasPrefix(key, APIKeyPrefix) && !validChecksum(key):
-		return errors.New("the key has the " + APIKeyPrefix + " prefix but a wrong checksum")
+	case s == "":
+		if inList && what == "the subject" {
+			return "the subject is empty: write KEY, KEY:SUBJECT or KEY:SUBJECT:ROLE|ROLE"
+		}
+		return what + " is empty"
+	case len(s) > max:
+		return fmt.Sprintf("%s is longer than %d bytes", what, max)
+	case !utf8.ValidString(s):
+		return what + " is not valid UTF-8"
+	}
+	for _, r := range s {
+		switch {
+		case r == ';':
+			return what + " contains ';'"
+		case r == ',':
+			return what + " contains ','"
+		case r == '|' && inList && what == "the subject":
+			// KEY:admin|editor: roles written where the subject goes.
+			return "the subject contains '|', which separates roles: write KEY:SUBJECT:ROLE|ROLE"
+		case r == '\'' || r == '"' || r == '`':
+			return what + " contains a quote: quotes are not stripped and would be part of the value; remove them"
+		case unicode.IsSpace(r):
+			if inList {
+				return what + " contains white space: entries are separated by ',', roles by '|'"
+			}
+			return what + " contains white space"
+		case unicode.IsControl(r):
+			return what + " contains a control character"
+		case unicode.Is(unicode.Cf, r):
+			return what + " contains an invisible formatting character (such as a bidi override or a zero-width space)"
+		}
+	}
+	return ""
+}
+
+// checkScope validates a scope given to a key; its errors follow "scope N".
+// A scope is an RFC 6749 §3.3 scope-token, as a token's scope claim holds,
+// so that it can be written into a WWW-Authenticate challenge as it is.
+func checkScope(s string) error {
+	switch {
+	case s == "":
+		return errors.New("is empty")
+	case len(s) > maxScopeLen:
+		return fmt.Errorf("is longer than %d bytes", maxScopeLen)
+	}
+	for i := 0; i < len(s); i++ {
+		// scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+		if c := s[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return errors.New("is not an RFC 6749 scope-token: printable ASCII but space, '\"' and '\\'")
+		}
 	}
 	return nil
 }

@@ -83,9 +83,9 @@ func TestParseAPIKeys(t *testing.T) {
 		{"spaces around fields", k1 + " : alice : admin | viewer ", []APIKey{{Key: k1, Subject: "alice", Roles: []string{"admin", "viewer"}}}, ""},
 		{"empty entries ignored", k1 + ",,", []APIKey{{Key: k1}}, ""},
 		{"too many fields", k1 + ":a:b:c", nil, "entry 1"},
-		{"empty subject", k1 + "::admin", nil, "entry 1: empty subject"},
-		{"empty role", k2 + "," + k1 + ":a:admin||viewer", nil, "entry 2: empty role"},
-		{"empty key", ":alice", nil, "entry 1: empty key"},
+		{"empty subject", k1 + "::admin", nil, "entry 1: the subject is empty"},
+		{"empty role", k2 + "," + k1 + ":a:admin||viewer", nil, "entry 2: role 2 is empty"},
+		{"empty key", ":alice", nil, "entry 1: the key is empty"},
 		{"short key", "shortkey:alice", nil, "entry 1: the key is shorter"},
 		{"non-ASCII key", "ключ-ключ-ключ-ключ", nil, "entry 1"},
 		{"bad checksum", corrupt(k1) + ":alice", nil, "wrong checksum"},
@@ -129,7 +129,7 @@ func TestAPIKeysFromEnv(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, err := keys.Authenticate(apiKeyRequest("X-API-Key", k))
-	if err != nil || p.Subject != "alice" || !p.HasRole("admin") {
+	if err != nil || p.Subject != "alice" || !slices.Contains(p.Roles, "admin") {
 		t.Fatalf("Authenticate = %+v, %v", p, err)
 	}
 	t.Setenv(EnvAPIKeys, " ,\n")
@@ -203,7 +203,7 @@ func TestAPIKeysAuthenticate(t *testing.T) {
 		{"bearer", "Authorization", "Bearer " + active, "alice", nil},
 		{"bearer odd case and spacing", "Authorization", "bEaReR \t " + active + " ", "alice", nil},
 		{"stored as hash", "X-API-Key", hashed, "dave", nil},
-		{"operator key gets a derived subject", "X-API-Key", custom, "apikey-" + APIKeyID(custom), nil},
+		{"operator key gets a derived subject", "X-API-Key", custom, "apikey-" + apiKeyID(custom), nil},
 		{"not yet expired", "X-API-Key", expiring, "bob", nil},
 		{"no credentials", "", "", "", ErrNoCredentials},
 		{"other scheme", "Authorization", "Basic YWxhZGRpbjpvcGVuc2VzYW1l", "", ErrNoCredentials},
@@ -277,7 +277,7 @@ func TestAPIKeysRotation(t *testing.T) {
 			t.Fatalf("during rotation: %v", err)
 		}
 	}
-	if n := keys.RevokeID(APIKeyID(old)); n != 1 {
+	if n := keys.RevokeID(apiKeyID(old)); n != 1 {
 		t.Fatalf("RevokeID revoked %d keys, want 1", n)
 	}
 	if _, err := keys.Authenticate(apiKeyRequest("X-API-Key", old)); !errors.Is(err, ErrRevoked) {
@@ -376,7 +376,7 @@ func TestRequireResponses(t *testing.T) {
 		t.Run("audit event of a wrong key carries its fingerprint", func(t *testing.T) {
 			logBuf.Reset()
 			h.ServeHTTP(httptest.NewRecorder(), apiKeyRequest("X-API-Key", wrongKey))
-			for _, want := range []string{`"method":"apikey"`, `"reason":"invalid"`, `"key_id":"` + APIKeyID(wrongKey) + `"`} {
+			for _, want := range []string{`"method":"apikey"`, `"reason":"invalid"`, `"key_id":"` + apiKeyID(wrongKey) + `"`} {
 				if !strings.Contains(logBuf.String(), want) {
 					t.Errorf("audit event %s lacks %s", logBuf.String(), want)
 				}

@@ -44,7 +44,7 @@ const (
 // token's kid or jti).
 //
 // Values that a caller chooses (a subject or key ID from a token, a tool
-// name, a request id) are bounded to [MaxEventValueLen] bytes, marked as cut,
+// name, a request id) are bounded to 256 bytes, marked as cut,
 // and have control and invalid bytes replaced, before a sink sees them.
 type Event struct {
 	Time    time.Time
@@ -60,8 +60,10 @@ type Event struct {
 	// burying the ones that matter.
 	Repeat bool
 
-	// Method, Subject, KeyID and ClientID describe the caller, when known.
+	// Method, Issuer, Subject, KeyID and ClientID describe the caller, when
+	// known; for EventKeySource, Issuer names whose keys failed.
 	Method   Method
+	Issuer   string
 	Subject  string
 	KeyID    string
 	ClientID string
@@ -70,6 +72,9 @@ type Event struct {
 	// RequestID is the request's X-Request-Id header, when it has one.
 	RequestID string
 
+	// Layer says where an authorization was decided: "mcp" (inside go-sdk)
+	// or "http" (the step-up check before it).
+	Layer string
 	// RPCMethod is the MCP method decided, for example "tools/call".
 	RPCMethod string
 	// TargetKind ("tool", "prompt" or "resource") and Target (its name or
@@ -82,8 +87,15 @@ type Event struct {
 	Detail string
 }
 
-// MaxEventValueLen bounds each caller-chosen value of an [Event].
-const MaxEventValueLen = 256
+// The reasons of EventKeySource events.
+const (
+	reasonJWKSDown        = "jwks_unavailable"
+	reasonJWKSRedirect    = "jwks_redirect_refused"
+	reasonRevocationsDown = "revocations_unavailable"
+)
+
+// maxEventValueLen bounds each caller-chosen value of an [Event].
+const maxEventValueLen = 256
 
 // An EventSink receives security events. Record must be safe for concurrent
 // use and should return quickly: it runs on the request's goroutine.
@@ -124,14 +136,16 @@ func (s logSink) Record(ctx context.Context, e Event) {
 		}
 	}
 	str("reason", e.Reason)
-	str("method", string(e.Method))
-	str("subject", e.Subject)
-	str("key_id", e.KeyID)
-	str("client_id", e.ClientID)
+	str("layer", e.Layer)
 	str("rpc_method", e.RPCMethod)
 	if e.TargetKind != "" {
 		attrs = append(attrs, slog.String(e.TargetKind, e.Target))
 	}
+	str("method", string(e.Method))
+	str("issuer", e.Issuer)
+	str("subject", e.Subject)
+	str("key_id", e.KeyID)
+	str("client_id", e.ClientID)
 	str("detail", e.Detail)
 	str("remote", e.RemoteAddr)
 	str("request_id", e.RequestID)
@@ -165,9 +179,23 @@ func (e *Event) message() string {
 		}
 		return "mcpauth: access denied"
 	case EventKeySource:
-		return "mcpauth: key source unavailable"
+		if e.Reason == reasonRevocationsDown {
+			return "mcpauth: revocation store unavailable"
+		}
+		return "mcpauth: JWKS fetch failed"
+	case EventConfiguration:
+		return "mcpauth: configuration"
 	}
 	return "mcpauth: " + string(e.Kind)
+}
+
+// sinkFor returns events, or the log sink on l when events is nil: the one
+// place an options struct's Events and Logger are resolved.
+func sinkFor(events EventSink, l *slog.Logger) EventSink {
+	if events != nil {
+		return events
+	}
+	return logSink{l}
 }
 
 // emit bounds the event's caller-chosen values and hands it to sink (the
@@ -182,27 +210,39 @@ func emit(ctx context.Context, sink EventSink, e Event) {
 	if e.Time.IsZero() {
 		e.Time = time.Now()
 	}
+	e = e.Bounded()
+	sink.Record(ctx, e)
+}
+
+// Bounded returns e with each caller-chosen value bounded as [Event]
+// describes: at most 256 bytes of valid UTF-8 without control characters,
+// a cut value marked "…[cut]". Require, the verifiers and the guard hand
+// sinks bounded events; a part of another package that records events
+// (the authorization server) bounds them with it.
+func (e Event) Bounded() Event {
 	e.Reason = boundValue(e.Reason)
+	e.Issuer = boundValue(e.Issuer)
 	e.Subject = boundValue(e.Subject)
 	e.KeyID = boundValue(e.KeyID)
 	e.ClientID = boundValue(e.ClientID)
 	e.RemoteAddr = boundValue(e.RemoteAddr)
 	e.RequestID = boundValue(e.RequestID)
+	e.Layer = boundValue(e.Layer)
 	e.RPCMethod = boundValue(e.RPCMethod)
 	e.Target = boundValue(e.Target)
 	e.Detail = boundValue(e.Detail)
-	sink.Record(ctx, e)
+	return e
 }
 
-// cutMark ends a value that was cut to MaxEventValueLen.
+// cutMark ends a value that was cut to maxEventValueLen.
 const cutMark = "…[cut]"
 
-// boundValue returns s if it is at most MaxEventValueLen bytes of valid
+// boundValue returns s if it is at most maxEventValueLen bytes of valid
 // UTF-8 without control characters, as nearly every value is; otherwise a
 // copy with each control character or invalid byte replaced by U+FFFD and
-// cut, on a character boundary, to MaxEventValueLen bytes ending in cutMark.
+// cut, on a character boundary, to maxEventValueLen bytes ending in cutMark.
 func boundValue(s string) string {
-	clean := len(s) <= MaxEventValueLen
+	clean := len(s) <= maxEventValueLen
 	for i := 0; clean && i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c == 0x7f || c >= 0x80 {
 			clean = false
@@ -217,7 +257,7 @@ func boundValue(s string) string {
 		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
 			r = utf8.RuneError
 		}
-		if b.Len()+utf8.RuneLen(r) > MaxEventValueLen {
+		if b.Len()+utf8.RuneLen(r) > maxEventValueLen {
 			cut = true
 			break
 		}
@@ -227,7 +267,7 @@ func boundValue(s string) string {
 	if !cut {
 		return out
 	}
-	for len(out)+len(cutMark) > MaxEventValueLen {
+	for len(out)+len(cutMark) > maxEventValueLen {
 		_, size := utf8.DecodeLastRuneInString(out)
 		out = out[:len(out)-size]
 	}

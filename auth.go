@@ -1,23 +1,3 @@
-// Package mcpauth adds authentication and authorization to MCP servers built
-// on github.com/modelcontextprotocol/go-sdk.
-//
-// A server wraps its Streamable HTTP handler with [Require], passing one or
-// more [Authenticator]s (for example [APIKeys]). Each request is authenticated
-// once, at the HTTP layer, into a [Principal]. The principal reaches tool
-// handlers through go-sdk's req.Extra.TokenInfo, and [PrincipalFromRequest]
-// reads it back:
-//
-//	keys, err := mcpauth.APIKeysFromEnv()
-//	if err != nil {
-//		log.Fatal(err)
-//	}
-//	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
-//	http.Handle("/mcp", mcpauth.Require(nil, keys)(handler))
-//
-// Inside a tool, read the caller from the request, never from the tool's
-// context: in a stateful session the context belongs to the session's first
-// HTTP request, so it may carry a credential that has since been rotated or
-// downgraded.
 package mcpauth
 
 import (
@@ -37,7 +17,6 @@ const (
 	MethodAPIKey Method = "apikey"
 	MethodJWT    Method = "jwt"
 	MethodOAuth  Method = "oauth"
-	MethodMTLS   Method = "mtls"
 )
 
 // A Principal is the authenticated caller of one request.
@@ -88,17 +67,6 @@ func (p *Principal) UserID() string {
 	// An issuer identifier has no fragment (RFC 8414 §2), so '#' cannot be
 	// part of it and the two halves cannot be confused.
 	return string(p.Method) + ":" + p.Issuer + "#" + p.Subject
-}
-
-// HasRole reports whether the principal holds the role directly. Role
-// inheritance is the guard's business, not the principal's.
-func (p *Principal) HasRole(role string) bool {
-	for _, r := range p.Roles {
-		if r == role {
-			return true
-		}
-	}
-	return false
 }
 
 // HasScope reports whether the principal was granted the scope.
@@ -256,3 +224,39 @@ type RateLimitError struct {
 
 func (e *RateLimitError) Error() string { return "mcpauth: rate limited" }
 func (e *RateLimitError) Unwrap() error { return ErrRateLimited }
+
+// A refusal is how this package's parts report a refused request. Its class
+// decides the response (status, code, challenge, fixed description); reason,
+// method, keyID and detail go to the [Event], and are fixed or public
+// strings, never a credential or a library's error text. msg, when set, is
+// the text a caller may see (the guard's tool errors name what a rule
+// requires, never anything about other callers).
+type refusal struct {
+	class      error
+	reason     string // for the event; empty means the class's
+	msg        string
+	method     Method
+	keyID      string
+	detail     string
+	scope      *ScopeError   // for a refusal a scope step-up would fix
+	retryAfter time.Duration // for a rate limit
+}
+
+func (e *refusal) Error() string {
+	if e.msg != "" {
+		return e.msg
+	}
+	return "mcpauth: " + string(e.method) + ": " + e.class.Error()
+}
+
+func (e *refusal) Unwrap() []error {
+	if e.scope != nil {
+		return []error{e.class, e.scope}
+	}
+	return []error{e.class}
+}
+
+// failure is an authenticator's refusal.
+func failure(method Method, class error, keyID, detail string) error {
+	return &refusal{method: method, keyID: keyID, detail: detail, class: class}
+}

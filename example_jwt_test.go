@@ -61,10 +61,10 @@ func ExampleJWTIssuer() {
 	claims = bytes.Replace(claims, []byte(`"editor"`), []byte(`"admin"`), 1)
 	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString(claims) + "." + parts[2]
 	_, err = verifier.Verify(context.Background(), tampered)
-	fmt.Println(errors.Is(err, mcpauth.ErrTokenSignature), errors.Is(err, mcpauth.ErrInvalidCredentials))
+	fmt.Println(errors.Is(err, mcpauth.ErrInvalidCredentials))
 	// Output:
 	// jwt:mcp-auth-server#client-42 [editor] [read-data write-data]
-	// true true
+	// true
 }
 
 // Accepting the access tokens of an identity provider by its JWKS URL. The

@@ -6,6 +6,10 @@ import (
 	"github.com/mcpauth/mcpauth/internal/bridge"
 )
 
+// APIKeyID is a key's public identifier, for the tests of package
+// mcpauth_test.
+var APIKeyID = apiKeyID
+
 // bridgePlaceholder is the header go-sdk is shown by the fallback bridge.
 const bridgePlaceholder = bridge.Placeholder
 

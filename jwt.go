@@ -1,27 +1,21 @@
 package mcpauth
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 	"unsafe"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/mcpauth/mcpauth/internal/header"
-	"github.com/modelcontextprotocol/go-sdk/oauthex"
+	"github.com/mcpauth/mcpauth/internal/jose"
 )
 
 // The JWT error classes. Each refines [ErrInvalidCredentials] (through
@@ -30,24 +24,24 @@ import (
 // description of its own; the class's reason is in the audit event. The token
 // never is.
 var (
-	ErrTokenExpired      error = &errorClass{msg: "mcpauth: token expired", reason: "token_expired", desc: "The access token has expired.", parent: ErrExpired}
-	ErrTokenNotYetValid  error = &errorClass{msg: "mcpauth: token not yet valid", reason: "token_not_yet_valid", desc: "The access token is not valid yet.", parent: ErrInvalidCredentials}
-	ErrTokenSignature    error = &errorClass{msg: "mcpauth: bad token signature", reason: "bad_signature", desc: "The access token signature is invalid.", parent: ErrInvalidCredentials}
-	ErrTokenAlgorithm    error = &errorClass{msg: "mcpauth: token algorithm not accepted", reason: "bad_algorithm", desc: "The access token signing algorithm is not accepted.", parent: ErrInvalidCredentials}
-	ErrTokenUnknownKey   error = &errorClass{msg: "mcpauth: token signed with an unknown key", reason: "unknown_key", desc: "The access token was signed with an unknown key.", parent: ErrInvalidCredentials}
-	ErrTokenIssuer       error = &errorClass{msg: "mcpauth: token issuer not trusted", reason: "wrong_issuer", desc: "The access token issuer is not trusted.", parent: ErrInvalidCredentials}
-	ErrTokenAudience     error = &errorClass{msg: "mcpauth: token audience mismatch", reason: "wrong_audience", desc: "The access token is not meant for this resource.", parent: ErrInvalidCredentials}
-	ErrTokenBound        error = &errorClass{msg: "mcpauth: sender-constrained token used as a bearer token", reason: "bound_token", desc: "The access token is bound to a key this request does not prove.", parent: ErrInvalidCredentials}
-	ErrTokenType         error = &errorClass{msg: "mcpauth: not an access token", reason: "wrong_token_type", desc: "The token is not an access token.", parent: ErrInvalidCredentials}
-	ErrTokenMalformed    error = &errorClass{msg: "mcpauth: malformed token", reason: "malformed_token", desc: "The access token is malformed.", parent: ErrMalformed}
-	ErrTokenTooLarge     error = &errorClass{msg: "mcpauth: token too large", reason: "token_too_large", desc: "The access token is too large.", parent: ErrMalformed}
+	errTokenExpired      error = &errorClass{msg: "mcpauth: token expired", reason: "token_expired", desc: "The access token has expired.", parent: ErrExpired}
+	errTokenNotYetValid  error = &errorClass{msg: "mcpauth: token not yet valid", reason: "token_not_yet_valid", desc: "The access token is not valid yet.", parent: ErrInvalidCredentials}
+	errTokenSignature    error = &errorClass{msg: "mcpauth: bad token signature", reason: "bad_signature", desc: "The access token signature is invalid.", parent: ErrInvalidCredentials}
+	errTokenAlgorithm    error = &errorClass{msg: "mcpauth: token algorithm not accepted", reason: "bad_algorithm", desc: "The access token signing algorithm is not accepted.", parent: ErrInvalidCredentials}
+	errTokenUnknownKey   error = &errorClass{msg: "mcpauth: token signed with an unknown key", reason: "unknown_key", desc: "The access token was signed with an unknown key.", parent: ErrInvalidCredentials}
+	errTokenIssuer       error = &errorClass{msg: "mcpauth: token issuer not trusted", reason: "wrong_issuer", desc: "The access token issuer is not trusted.", parent: ErrInvalidCredentials}
+	errTokenAudience     error = &errorClass{msg: "mcpauth: token audience mismatch", reason: "wrong_audience", desc: "The access token is not meant for this resource.", parent: ErrInvalidCredentials}
+	errTokenBound        error = &errorClass{msg: "mcpauth: sender-constrained token used as a bearer token", reason: "bound_token", desc: "The access token is bound to a key this request does not prove.", parent: ErrInvalidCredentials}
+	errTokenType         error = &errorClass{msg: "mcpauth: not an access token", reason: "wrong_token_type", desc: "The token is not an access token.", parent: ErrInvalidCredentials}
+	errTokenMalformed    error = &errorClass{msg: "mcpauth: malformed token", reason: "malformed_token", desc: "The access token is malformed.", parent: ErrMalformed}
+	errTokenTooLarge     error = &errorClass{msg: "mcpauth: token too large", reason: "token_too_large", desc: "The access token is too large.", parent: ErrMalformed}
 	errTokenUnavailable  error = &errorClass{msg: "mcpauth: token keys unavailable", reason: "jwks_unavailable", desc: "Authentication is temporarily unavailable.", parent: ErrUnavailable}
 	errRevocationsFailed error = &errorClass{msg: "mcpauth: revocation store unavailable", reason: "revocations_unavailable", desc: "Authentication is temporarily unavailable.", parent: ErrUnavailable}
 )
 
-// DefaultMaxTokenSize is the largest token a [JWTVerifier] reads unless
+// defaultMaxTokenSize is the largest token a JWTVerifier reads unless
 // configured otherwise.
-const DefaultMaxTokenSize = 8 << 10
+const defaultMaxTokenSize = 8 << 10
 
 const (
 	defaultCacheTTL      = 5 * time.Minute
@@ -82,7 +76,7 @@ type JWTVerifierOptions struct {
 
 	// MaxTokenSize is the largest token, in bytes, that is read at all;
 	// larger ones are refused before any decoding. Zero (the default) means
-	// [DefaultMaxTokenSize].
+	// 8 KiB.
 	MaxTokenSize int
 
 	// CacheTTL is how long a verified token is remembered (never past its
@@ -95,10 +89,11 @@ type JWTVerifierOptions struct {
 	// multiple of 16, its number of shards). Zero (the default) means 10000.
 	CacheSize int
 
-	// Revocations is where revoked tokens are recorded and looked up, on
-	// every request. Nil (the default) means an in-memory store of this
-	// verifier's own (see [JWTVerifier.Revoke]).
-	Revocations RevocationStore
+	// Store is where revoked tokens are recorded (see [JWTVerifier.Revoke])
+	// and looked up, on every request. A store that several replicas share
+	// makes a revocation hold on all of them. Nil (the default) means an
+	// in-memory store of this verifier's own.
+	Store Store
 
 	// JWKSRefreshInterval is how often JWKS URLs are fetched in the
 	// background. Zero (the default) means one hour.
@@ -110,11 +105,17 @@ type JWTVerifierOptions struct {
 	// default) means 5 minutes.
 	JWKSRefetchInterval time.Duration
 	// HTTPClient fetches JWKS URLs. Nil (the default) means a client with a
-	// 10-second timeout.
+	// 10-second timeout. The verifier uses a copy, and follows a redirect
+	// only as JWKSURL allows (see [TrustedIssuer]) before asking the
+	// client's own CheckRedirect, if any.
 	HTTPClient *http.Client
 
-	// Logger receives JWKS fetch failures. Nil (the default) means
-	// slog.Default().
+	// Events receives the verifier's faults: a JWKS that cannot be fetched,
+	// a revocation store that does not answer ([EventKeySource]). Nil (the
+	// default) means [LogEvents] on Logger, which writes them at Error.
+	Events EventSink
+	// Logger is where the default event sink writes. Nil (the default)
+	// means slog.Default(). It is not used when Events is set.
 	Logger *slog.Logger
 
 	// Clock returns the current time. Nil (the default) means time.Now.
@@ -163,7 +164,9 @@ type TrustedIssuer struct {
 	// JWKSURL is the issuer's JSON Web Key Set (its jwks_uri), fetched at
 	// start-up and then in the background; a token with an unknown kid
 	// triggers a fetch, at most once per JWKSRefetchInterval. When the set
-	// cannot be fetched and no fetched key matches, requests get 503.
+	// cannot be fetched and no fetched key matches, requests get 503. A
+	// fetch follows at most 3 redirects, each only to a URL that would be
+	// accepted here, and never from https to http.
 	JWKSURL string
 	// AllowHTTPJWKS accepts a JWKSURL with the http scheme on a host that
 	// is not loopback, for a provider reachable only that way inside a
@@ -214,16 +217,16 @@ type TrustedIssuer struct {
 // A JWTVerifier is safe for concurrent use. Call Close to stop the
 // background refresh of JWKS URLs.
 type JWTVerifier struct {
-	issuers     map[string]*trustedIssuer
-	leeway      time.Duration
-	allowNoExp  bool
-	maxSize     int
-	cache       *tokenCache
-	revocations RevocationStore
-	now         func() time.Time
-	logger      *slog.Logger
-	cancel      context.CancelFunc
-	headers     headerMemo
+	issuers    map[string]*trustedIssuer
+	leeway     time.Duration
+	allowNoExp bool
+	maxSize    int
+	cache      *tokenCache
+	store      Store
+	now        func() time.Time
+	events     EventSink
+	cancel     context.CancelFunc
+	headers    headerMemo
 }
 
 // headerMemo remembers parsed JOSE headers by their encoded form. An
@@ -264,6 +267,12 @@ func (h *headerMemo) put(encoded string, hdr jwtHeader) {
 // fails, the failure is logged and the verifier is returned all the same: the
 // set is fetched again in the background and when a token needs it, and
 // until then the issuer's tokens get 503, never a pass.
+//
+// The verifier keeps copies of what it reads from opts, keys included (a
+// public key is a pointer or a slice the caller still holds): changing opts,
+// its slices or its keys afterwards changes nothing, and a configuration
+// cannot be widened behind the reviewer's back. HTTPClient is copied too;
+// its Transport and Jar, like Store and Logger, are used as given.
 func NewJWTVerifier(opts JWTVerifierOptions) (*JWTVerifier, error) {
 	if len(opts.Issuers) == 0 {
 		return nil, errors.New("mcpauth: JWT verifier: no trusted issuer")
@@ -272,25 +281,22 @@ func NewJWTVerifier(opts JWTVerifierOptions) (*JWTVerifier, error) {
 		return nil, errors.New("mcpauth: JWT verifier: negative option")
 	}
 	v := &JWTVerifier{
-		issuers:     make(map[string]*trustedIssuer, len(opts.Issuers)),
-		leeway:      opts.Leeway,
-		allowNoExp:  opts.AllowMissingExpiry,
-		maxSize:     opts.MaxTokenSize,
-		revocations: opts.Revocations,
-		now:         opts.Clock,
-		logger:      opts.Logger,
+		issuers:    make(map[string]*trustedIssuer, len(opts.Issuers)),
+		leeway:     opts.Leeway,
+		allowNoExp: opts.AllowMissingExpiry,
+		maxSize:    opts.MaxTokenSize,
+		store:      opts.Store,
+		now:        opts.Clock,
+		events:     sinkFor(opts.Events, opts.Logger),
 	}
 	if v.maxSize == 0 {
-		v.maxSize = DefaultMaxTokenSize
+		v.maxSize = defaultMaxTokenSize
 	}
 	if v.now == nil {
 		v.now = time.Now
 	}
-	if v.logger == nil {
-		v.logger = slog.Default()
-	}
-	if v.revocations == nil {
-		v.revocations = newMemoryRevocations(v.now)
+	if v.store == nil {
+		v.store = newMemoryStore(v.now)
 	}
 	if opts.CacheTTL >= 0 {
 		ttl, size := opts.CacheTTL, opts.CacheSize
@@ -310,7 +316,7 @@ func NewJWTVerifier(opts JWTVerifierOptions) (*JWTVerifier, error) {
 			cancel()
 			return nil, fmt.Errorf("mcpauth: JWT verifier: issuer %q configured twice", ti.Issuer)
 		}
-		iss, err := newTrustedIssuer(ctx, ti, &opts, v.logger)
+		iss, err := newTrustedIssuer(ctx, ti, &opts, v.events)
 		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("mcpauth: JWT verifier: issuer %q: %w", ti.Issuer, err)
@@ -332,11 +338,11 @@ func (v *JWTVerifier) Authenticate(r *http.Request) (*Principal, error) {
 	if v == nil {
 		return nil, failure(MethodJWT, ErrUnavailable, "", "not configured")
 	}
-	token, ok, err := v.bearer(r.Header)
+	token, jwt, ok, err := v.bearer(r.Header)
 	if err != nil {
 		return nil, err
 	}
-	if !ok || !(header.LooksLikeJWT(token) || unsecuredJWT(token)) {
+	if !ok || !(jwt || unsecuredJWT(token)) {
 		return nil, ErrNoCredentials
 	}
 	return v.Verify(r.Context(), token)
@@ -351,7 +357,7 @@ func unsecuredJWT(s string) bool {
 	if len(s) < 4 || s[len(s)-1] != '.' || !header.LooksLikeJWT(s+"A") {
 		return false
 	}
-	raw, err := decodeSegment(s[:strings.IndexByte(s, '.')], maxDecodedJSONHeader)
+	raw, err := jose.DecodeSegment(s[:strings.IndexByte(s, '.')], maxDecodedJSONHeader)
 	if err != nil {
 		return false
 	}
@@ -359,44 +365,46 @@ func unsecuredJWT(s string) bool {
 	return err == nil
 }
 
-// bearer extracts a bearer token, measuring its size before anything else.
-func (v *JWTVerifier) bearer(h http.Header) (string, bool, error) {
-	token, present, ok, _ := header.Bearer(h)
+// bearer extracts a bearer token, measuring its size before anything else,
+// and reports whether it looks like a JWT (header.LooksLikeJWT), found out
+// in the same pass over the token that checks it.
+func (v *JWTVerifier) bearer(h http.Header) (token string, jwt, ok bool, err error) {
+	token, present, ok, _, jwt := header.BearerJWT(h)
 	if ok {
 		if len(token) > v.maxSize {
-			return "", false, failure(MethodJWT, ErrTokenTooLarge, "", "")
+			return "", false, false, failure(MethodJWT, errTokenTooLarge, "", "")
 		}
-		return token, true, nil
+		return token, jwt, true, nil
 	}
-	if !present || len(h["Authorization"]) != 1 {
-		return "", false, nil
+	if !present || len(h[header.Authorization]) != 1 {
+		return "", false, false, nil
 	}
 	// header.Bearer refuses values longer than header.MaxCredentialLen. Tell
 	// an oversized bearer token apart from other schemes, and accept a long
 	// one when MaxTokenSize allows it.
-	val := h["Authorization"][0]
+	val := h[header.Authorization][0]
 	if len(val) < 7 || !strings.EqualFold(val[:7], "bearer ") {
-		return "", false, nil
+		return "", false, false, nil
 	}
 	token = strings.Trim(val[7:], " \t")
 	if len(token) > v.maxSize {
-		return "", false, failure(MethodJWT, ErrTokenTooLarge, "", "")
+		return "", false, false, failure(MethodJWT, errTokenTooLarge, "", "")
 	}
 	if len(token) <= header.MaxCredentialLen || !header.LooksLikeJWT(token) {
-		return "", false, nil
+		return "", false, false, nil
 	}
-	return token, true, nil
+	return token, true, true, nil
 }
 
 // Verify checks a token and returns its principal. Its errors wrap the
-// package's error classes (see [ErrTokenExpired] and its siblings), and the
+// package's error classes (see [errTokenExpired] and its siblings), and the
 // error text never contains the token.
 //
 // Verify is what Authenticate calls; use it directly to check a token that
 // did not come in an HTTP header.
 func (v *JWTVerifier) Verify(ctx context.Context, token string) (*Principal, error) {
 	if len(token) > v.maxSize {
-		return nil, failure(MethodJWT, ErrTokenTooLarge, "", "")
+		return nil, failure(MethodJWT, errTokenTooLarge, "", "")
 	}
 	now := v.now()
 	var sum [32]byte
@@ -433,7 +441,7 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (*Principal, err
 }
 
 // Revoke makes a token stop working at once, on this verifier and on every
-// verifier that shares its [RevocationStore]. The token must be one this
+// verifier that shares its [Store]. The token must be one this
 // verifier accepts (a forged token revokes nothing); an expired token needs
 // no revocation, and Revoke returns nil for it.
 func (v *JWTVerifier) Revoke(ctx context.Context, token string) error {
@@ -443,15 +451,14 @@ func (v *JWTVerifier) Revoke(ctx context.Context, token string) error {
 		return err
 	}
 	// The record is needed until the token expires, leeway included; a
-	// token without exp needs it for good (a zero expiry).
-	var until time.Time
+	// token without exp needs it for good (no ttl).
+	var ttl time.Duration
 	if exp := vt.principal.Expiry; !exp.IsZero() {
-		until = exp.Add(v.leeway)
-		if !now.Before(until) {
+		if ttl = exp.Add(v.leeway).Sub(now); ttl <= 0 {
 			return nil
 		}
 	}
-	if err := v.revocations.Revoke(ctx, vt.revocationID(token), until); err != nil {
+	if err := v.store.Set(ctx, revokedKey(vt.revocationID(token)), nil, ttl); err != nil {
 		return fmt.Errorf("mcpauth: revoking a token: %w", err)
 	}
 	if v.cache != nil {
@@ -462,9 +469,14 @@ func (v *JWTVerifier) Revoke(ctx context.Context, token string) error {
 }
 
 func (v *JWTVerifier) checkRevoked(ctx context.Context, id string, p *Principal) error {
-	revoked, err := v.revocations.IsRevoked(ctx, id)
+	_, err := v.store.Get(ctx, revokedKey(id))
+	revoked := err == nil
+	if errors.Is(err, ErrNotFound) {
+		err = nil
+	}
 	if err != nil {
-		v.logger.LogAttrs(ctx, slog.LevelError, "mcpauth: revocation store unavailable", slog.String("key_id", p.KeyID))
+		emit(ctx, v.events, Event{Kind: EventKeySource, Outcome: OutcomeFailure, Reason: reasonRevocationsDown,
+			Method: p.Method, Issuer: p.Issuer, KeyID: p.KeyID})
 		return failure(p.Method, errRevocationsFailed, p.KeyID, "revocation store unavailable")
 	}
 	if revoked {
@@ -479,14 +491,14 @@ type verifiedToken struct {
 	jti       string
 }
 
-// revocationID names a token in a RevocationStore: its issuer and jti when
+// revocationID names a token in the revocation records: its issuer and jti when
 // it has one (RFC 7519 §4.1.7 makes the pair unique), else the SHA-256 of its
 // signing input. The signature is left out because an ECDSA signature can be
 // altered into another valid one (s to n-s): a revoked token must not come
 // back under a new name.
 func (vt *verifiedToken) revocationID(token string) string {
 	if vt.jti != "" {
-		return "jti:" + vt.principal.Issuer + "#" + vt.jti
+		return jtiRevocationID(vt.principal.Issuer, vt.jti)
 	}
 	signed := token[:strings.LastIndexByte(token, '.')]
 	sum := sha256.Sum256([]byte(signed))
@@ -517,53 +529,53 @@ func (v *JWTVerifier) verify(token string, now time.Time, checkTime bool) (*veri
 		return nil, failure(MethodJWT, class, "", detail)
 	}
 	if len(token) > v.maxSize {
-		return fail(ErrTokenTooLarge, "")
+		return fail(errTokenTooLarge, "")
 	}
 	dot1 := strings.IndexByte(token, '.')
 	dot2 := strings.LastIndexByte(token, '.')
 	// An empty signature is let through to here so that an unsecured token
 	// (alg "none") is refused as such, below.
 	if dot1 <= 0 || dot2 == dot1 || strings.IndexByte(token[dot1+1:dot2], '.') >= 0 {
-		return fail(ErrTokenMalformed, "not three segments")
+		return fail(errTokenMalformed, "not three segments")
 	}
 
 	// The header.
 	hdr, ok := v.headers.get(token[:dot1])
 	if !ok {
-		rawHeader, err := decodeSegment(token[:dot1], maxDecodedJSONHeader)
+		rawHeader, err := jose.DecodeSegment(token[:dot1], maxDecodedJSONHeader)
 		if err != nil {
-			return fail(ErrTokenMalformed, "bad header encoding")
+			return fail(errTokenMalformed, "bad header encoding")
 		}
 		if hdr, err = parseHeader(rawHeader); err != nil {
-			return fail(ErrTokenMalformed, err.Error())
+			return fail(errTokenMalformed, err.Error())
 		}
 		v.headers.put(token[:dot1], hdr)
 	}
 	if hdr.alg == "none" || hdr.alg == "" {
-		return fail(ErrTokenAlgorithm, "alg none")
+		return fail(errTokenAlgorithm, "alg none")
 	}
 	if hdr.typ == typOther {
-		return fail(ErrTokenType, "unexpected typ")
+		return fail(errTokenType, "unexpected typ")
 	}
 
 	// The claims, read before the signature is checked because they name
 	// the issuer, and so the keys. They are attacker-controlled until then:
-	// the size limit bounds them, and parseClaims bounds their nesting.
-	rawClaims, err := decodeSegment(token[dot1+1:dot2], v.maxSize)
+	// the size limit bounds them, and jose.DecodeObject bounds their nesting.
+	rawClaims, err := jose.DecodeSegment(token[dot1+1:dot2], v.maxSize)
 	if err != nil {
-		return fail(ErrTokenMalformed, "bad claims encoding")
+		return fail(errTokenMalformed, "bad claims encoding")
 	}
-	claims, err := parseClaims(rawClaims)
+	claims, err := jose.DecodeObject(rawClaims, maxJSONDepth)
 	if err != nil {
-		return fail(ErrTokenMalformed, err.Error())
+		return fail(errTokenMalformed, err.Error())
 	}
 	issClaim, ok := claims["iss"].(string)
 	if !ok {
-		return fail(ErrTokenIssuer, "no iss")
+		return fail(errTokenIssuer, "no iss")
 	}
 	iss := v.issuers[issClaim]
 	if iss == nil {
-		return fail(ErrTokenIssuer, "untrusted iss")
+		return fail(errTokenIssuer, "untrusted iss")
 	}
 	keyID := hdr.kid
 	if keyID == "" {
@@ -575,20 +587,20 @@ func (v *JWTVerifier) verify(token string, now time.Time, checkTime bool) (*veri
 	}
 
 	if iss.requireAccessTokenType && hdr.typ != typAccessToken {
-		return fail(ErrTokenType, "typ not at+jwt")
+		return fail(errTokenType, "typ not at+jwt")
 	}
 
 	// The signature.
 	method := iss.algorithm(hdr.alg)
 	if method == nil {
-		return fail(ErrTokenAlgorithm, "algorithm not allowed")
+		return fail(errTokenAlgorithm, "algorithm not allowed")
 	}
-	sig, err := decodeSegment(token[dot2+1:], v.maxSize)
+	sig, err := jose.DecodeSegment(token[dot2+1:], v.maxSize)
 	if err != nil {
-		return fail(ErrTokenMalformed, "bad signature encoding")
+		return fail(errTokenMalformed, "bad signature encoding")
 	}
 	if len(sig) == 0 {
-		return fail(ErrTokenSignature, "no signature")
+		return fail(errTokenSignature, "no signature")
 	}
 	if detail, class := iss.verifySignature(method, hdr, token[:dot2], sig); class != nil {
 		return fail(class, detail)
@@ -596,48 +608,48 @@ func (v *JWTVerifier) verify(token string, now time.Time, checkTime bool) (*veri
 
 	// The claims.
 	var exp time.Time
-	switch t, present, ok := numericDate(claims, "exp"); {
+	switch t, present, ok := jose.NumericDate(claims, "exp"); {
 	case !ok:
-		return fail(ErrTokenMalformed, "bad exp")
+		return fail(errTokenMalformed, "bad exp")
 	case !present && !v.allowNoExp:
-		return fail(ErrTokenMalformed, "no exp")
+		return fail(errTokenMalformed, "no exp")
 	case present:
 		exp = t
 		if checkTime && !now.Before(t.Add(v.leeway)) {
-			return fail(ErrTokenExpired, "")
+			return fail(errTokenExpired, "")
 		}
 	}
-	if t, present, ok := numericDate(claims, "nbf"); !ok {
-		return fail(ErrTokenMalformed, "bad nbf")
+	if t, present, ok := jose.NumericDate(claims, "nbf"); !ok {
+		return fail(errTokenMalformed, "bad nbf")
 	} else if present && checkTime && now.Add(v.leeway).Before(t) {
-		return fail(ErrTokenNotYetValid, "nbf in the future")
+		return fail(errTokenNotYetValid, "nbf in the future")
 	}
-	if t, present, ok := numericDate(claims, "iat"); !ok {
-		return fail(ErrTokenMalformed, "bad iat")
+	if t, present, ok := jose.NumericDate(claims, "iat"); !ok {
+		return fail(errTokenMalformed, "bad iat")
 	} else if present && checkTime && now.Add(v.leeway).Before(t) {
-		return fail(ErrTokenNotYetValid, "iat in the future")
+		return fail(errTokenNotYetValid, "iat in the future")
 	}
 	if !iss.skipAudience {
-		aud, ok := audience(claims["aud"])
+		aud, ok := jose.Audience(claims["aud"])
 		if !ok {
-			return fail(ErrTokenMalformed, "bad aud")
+			return fail(errTokenMalformed, "bad aud")
 		}
 		if len(aud) == 0 {
-			return fail(ErrTokenAudience, "no aud")
+			return fail(errTokenAudience, "no aud")
 		}
 		if !iss.matchesAudience(aud) {
-			return fail(ErrTokenAudience, "aud mismatch")
+			return fail(errTokenAudience, "aud mismatch")
 		}
 	}
 	if _, bound := claims["cnf"]; bound && !iss.acceptBound {
 		// A sender-constrained token (RFC 8705 mTLS, RFC 9449 DPoP) is
 		// good only with proof of its key, which a bearer request lacks;
 		// accepting it would undo the binding the issuer put on it.
-		return fail(ErrTokenBound, "cnf claim")
+		return fail(errTokenBound, "cnf claim")
 	}
 	sub, _ := claims["sub"].(string)
 	if sub == "" {
-		return fail(ErrTokenMalformed, "no sub")
+		return fail(errTokenMalformed, "no sub")
 	}
 	jti, _ := claims["jti"].(string)
 	clientID, _ := claims["client_id"].(string)
@@ -675,33 +687,12 @@ func auditKeyID(s string) string {
 	return s
 }
 
-var b64 = base64.RawURLEncoding.Strict()
-
-// decodeSegment decodes a base64url segment without padding (RFC 7515 §2),
-// strictly: padding, line breaks and non-zero trailing bits are errors.
-func decodeSegment(s string, max int) ([]byte, error) {
-	if b64.DecodedLen(len(s)) > max {
-		return nil, errors.New("segment too large")
-	}
-	// Even a Strict encoding skips CR and LF, which would let a token with
-	// a line break in it pass as the token without.
-	if strings.IndexByte(s, '\n') >= 0 || strings.IndexByte(s, '\r') >= 0 {
-		return nil, errors.New("line break")
-	}
-	buf := make([]byte, b64.DecodedLen(len(s)))
-	n, err := b64.Decode(buf, []byte(s))
-	if err != nil {
-		return nil, err
-	}
-	return buf[:n], nil
-}
-
 // The header parameters this package understands. Any other is ignored,
 // unless crit names it (RFC 7515 §4.1.11). jku, x5u, jwk and x5c are among
 // the ignored: a token does not get to say where its key comes from.
 func parseHeader(raw []byte) (jwtHeader, error) {
 	var h jwtHeader
-	m, err := decodeObject(raw)
+	m, err := jose.DecodeObject(raw, maxJSONDepth)
 	if err != nil {
 		return h, err
 	}
@@ -737,194 +728,6 @@ func parseHeader(raw []byte) (jwtHeader, error) {
 		}
 	}
 	return h, nil
-}
-
-func parseClaims(raw []byte) (map[string]any, error) {
-	return decodeObject(raw)
-}
-
-// decodeObject decodes a JSON object and refuses one with a duplicate member
-// name in any of its objects, however deeply nested (RFC 7519 §4 allows
-// refusing; taking the last, as encoding/json does, lets two parsers read one
-// token differently, and nested claims such as Keycloak's realm_access.roles
-// name roles), or nested more than maxJSONDepth deep.
-func decodeObject(raw []byte) (map[string]any, error) {
-	// encoding/json turns invalid UTF-8 into U+FFFD, so "alice\xff" and
-	// "alice\xfe" would be one subject; RFC 7519 §7.2 requires UTF-8.
-	if !utf8.Valid(raw) {
-		return nil, errors.New("invalid UTF-8")
-	}
-	members, err := scanObject(raw)
-	if err != nil {
-		return nil, err
-	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
-		return nil, errors.New("bad JSON")
-	}
-	// scanObject counted the members as written; the maps hold them by
-	// their decoded names, so "sub" and "s\u0075b" count once in them.
-	if countMembers(m) != members {
-		return nil, errors.New("duplicate member")
-	}
-	return m, nil
-}
-
-// scanObject counts the members of every JSON object in raw, the top-level
-// one and those nested in it, and checks the nesting depth. It trusts
-// encoding/json to validate the rest.
-func scanObject(raw []byte) (members int, err error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) < 2 || raw[0] != '{' {
-		return 0, errors.New("not a JSON object")
-	}
-	// Bit d of inObject is set when the container at depth d is an object
-	// (not an array), where a string after '{' or ',' is a member name.
-	var inObject uint32
-	depth := 0
-	expectKey := false
-	for i := 0; i < len(raw); i++ {
-		switch raw[i] {
-		case '"':
-			if expectKey {
-				members++
-				expectKey = false
-			}
-			// Skip the string.
-			for i++; i < len(raw) && raw[i] != '"'; i++ {
-				if raw[i] != '\\' {
-					continue
-				}
-				if i++; i >= len(raw) || raw[i] != 'u' {
-					continue
-				}
-				// encoding/json turns an escaped UTF-16 surrogate that is
-				// not half of a pair into U+FFFD, as it does invalid UTF-8:
-				// "alice\ud800" and "alice\udbff" would be one subject.
-				switch r := hex4(raw[i+1:]); {
-				case r >= 0xdc00 && r <= 0xdfff:
-					return 0, errors.New("unpaired surrogate")
-				case r >= 0xd800 && r <= 0xdbff:
-					if len(raw) < i+11 || raw[i+5] != '\\' || raw[i+6] != 'u' {
-						return 0, errors.New("unpaired surrogate")
-					}
-					if low := hex4(raw[i+7:]); low < 0xdc00 || low > 0xdfff {
-						return 0, errors.New("unpaired surrogate")
-					}
-					i += 10 // the pair's last hex digit
-				}
-			}
-		case '{', '[':
-			depth++
-			if depth > maxJSONDepth {
-				return 0, errors.New("JSON nested too deep")
-			}
-			expectKey = raw[i] == '{'
-			if expectKey {
-				inObject |= 1 << depth
-			} else {
-				inObject &^= 1 << depth
-			}
-		case '}', ']':
-			if depth--; depth < 0 {
-				return 0, errors.New("bad JSON")
-			}
-			expectKey = false
-		case ',':
-			expectKey = inObject&(1<<depth) != 0
-		}
-	}
-	return members, nil
-}
-
-// hex4 reads the four hex digits of a \u escape, or returns -1.
-func hex4(b []byte) rune {
-	if len(b) < 4 {
-		return -1
-	}
-	var r rune
-	for _, c := range b[:4] {
-		switch {
-		case c >= '0' && c <= '9':
-			c -= '0'
-		case c >= 'a' && c <= 'f':
-			c -= 'a' - 10
-		case c >= 'A' && c <= 'F':
-			c -= 'A' - 10
-		default:
-			return -1
-		}
-		r = r<<4 | rune(c)
-	}
-	return r
-}
-
-// countMembers counts the members of the decoded object v and of every
-// object nested in it. scanObject bounds the depth of the recursion.
-func countMembers(v any) int {
-	n := 0
-	switch v := v.(type) {
-	case map[string]any:
-		n = len(v)
-		for _, e := range v {
-			n += countMembers(e)
-		}
-	case []any:
-		for _, e := range v {
-			n += countMembers(e)
-		}
-	}
-	return n
-}
-
-// numericDate reads a NumericDate claim (RFC 7519 §2): seconds since the
-// epoch, possibly fractional. present is false when the claim is absent; ok
-// is false when it is not a number.
-func numericDate(claims map[string]any, name string) (t time.Time, present, ok bool) {
-	v, present := claims[name]
-	if !present {
-		return time.Time{}, false, true
-	}
-	f, ok := v.(float64)
-	if !ok || math.IsNaN(f) {
-		return time.Time{}, true, false
-	}
-	// Clamp to what time.Time holds comfortably; a token that claims to be
-	// valid until the year 292277026596 is treated as valid until 10000.
-	const maxSec = 253402300799 // 9999-12-31T23:59:59Z
-	switch {
-	case f > maxSec:
-		f = maxSec
-	case f < -maxSec:
-		f = -maxSec
-	}
-	sec, frac := math.Modf(f)
-	return time.Unix(int64(sec), int64(frac*1e9)), true, true
-}
-
-// audience reads the aud claim: a string or an array of strings (RFC 7519
-// §4.1.3). ok is false for any other shape.
-func audience(v any) ([]string, bool) {
-	switch a := v.(type) {
-	case nil:
-		return nil, true
-	case string:
-		if a == "" {
-			return nil, true
-		}
-		return []string{a}, true
-	case []any:
-		out := make([]string, 0, len(a))
-		for _, e := range a {
-			s, ok := e.(string)
-			if !ok {
-				return nil, false
-			}
-			out = append(out, s)
-		}
-		return out, true
-	}
-	return nil, false
 }
 
 // collectClaims gathers the strings of the named claims, without
@@ -984,24 +787,4 @@ func lookupClaim(claims map[string]any, name string) any {
 		cur = m[part]
 	}
 	return cur
-}
-
-// matchesAudience reports whether one of aud names this server.
-func (iss *trustedIssuer) matchesAudience(aud []string) bool {
-	for _, want := range iss.audiences {
-		if oauthex.MatchesResource(aud, want) {
-			return true
-		}
-	}
-	return false
-}
-
-// signingMethod returns golang-jwt's implementation of alg, used here for
-// the cryptography alone: parsing and the choice of key are this package's.
-func signingMethod(alg string) jwt.SigningMethod {
-	switch alg {
-	case "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA":
-		return jwt.GetSigningMethod(alg)
-	}
-	return nil
 }

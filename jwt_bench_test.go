@@ -6,12 +6,17 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/mcpauth/mcpauth/internal/benchcmp"
+	"github.com/modelcontextprotocol/go-sdk/auth"
 )
 
 // The benchmarks compare each mcpauth path with a baseline in the same run:
@@ -241,4 +246,48 @@ func BenchmarkJWTRatio(b *testing.B) {
 			benchcmp.Interleave(b, 10, verify(jwks, token), verify(local, token))
 		})
 	}
+}
+
+// BenchmarkJWTRequireCacheHit sends a request with a cached JWT through the
+// whole middleware (Require with APIKeys first, as README's combined setup
+// has it, and then the JWT verifier; and the JWT verifier alone) to a
+// handler that reads TokenInfo. The baseline, the floor, is go-sdk's
+// RequireBearerToken with a verifier that does nothing, on the same token.
+func BenchmarkJWTRequireCacheHit(b *testing.B) {
+	now := time.Now()
+	v := benchVerifier(b, 0)
+	keys, err := NewAPIKeys(APIKey{Key: "mcpauth-bench-key-0123456789abcdef", Subject: "svc"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sink int
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ti := auth.TokenInfoFromContext(r.Context()); ti != nil {
+			sink += len(ti.UserID)
+		}
+	})
+	info := &auth.TokenInfo{UserID: "jwt:alice", Expiration: now.Add(time.Hour)}
+	floor := auth.RequireBearerToken(func(context.Context, string, *http.Request) (*auth.TokenInfo, error) { return info, nil }, nil)(next)
+	opts := &RequireOptions{Logger: slog.New(slog.DiscardHandler)}
+	both := Require(opts, keys, v)(next)
+	alone := Require(opts, v)(next)
+	for _, c := range benchSetup() {
+		if c.alg != "RS256" && c.alg != "ES256" {
+			continue
+		}
+		token := benchToken(b, c, now)
+		if _, err := v.Verify(context.Background(), token); err != nil {
+			b.Fatal(err)
+		}
+		r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+		r.Header.Set("Authorization", "Bearer "+token)
+		w := benchcmp.NewDiscardWriter()
+		for name, h := range map[string]http.Handler{"apikeys+jwt": both, "jwt": alone} {
+			b.Run(fmt.Sprintf("%s/%s-%dB", name, c.alg, len(token)), func(b *testing.B) {
+				b.ReportAllocs()
+				benchcmp.Interleave(b, 50, func() { w.Reset(); h.ServeHTTP(w, r) }, func() { w.Reset(); floor.ServeHTTP(w, r) })
+			})
+		}
+	}
+	_ = sink
 }

@@ -2,76 +2,19 @@ package mcpauth
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"sync"
 	"time"
 )
 
-// A RevocationStore records revoked tokens. [JWTVerifier] asks it on every
-// request, including those whose token it has cached, so a revoked token
-// stops working at once. An implementation shared by several replicas (a
-// database, Redis) makes a revocation hold on all of them; [NewMemoryRevocations]
-// holds it in one process.
-//
-// Implementations must be safe for concurrent use.
-type RevocationStore interface {
-	// Revoke records that the token named id is revoked. The token expires
-	// by itself at expiry, after which the record may be dropped; a zero
-	// expiry means keep it.
-	Revoke(ctx context.Context, id string, expiry time.Time) error
-	// IsRevoked reports whether the token named id is revoked. An error
-	// means the store could not tell; the request is then refused with 503,
-	// never let through.
-	IsRevoked(ctx context.Context, id string) (bool, error)
-}
-
-// MemoryRevocations is a [RevocationStore] in memory: revocations last until
-// the process ends or the token expires. The zero value is an empty store.
-type MemoryRevocations struct {
-	mu      sync.RWMutex
-	revoked map[string]time.Time
-	now     func() time.Time
-	puts    int
-}
-
-// NewMemoryRevocations returns an empty in-memory revocation store.
-func NewMemoryRevocations() *MemoryRevocations {
-	return newMemoryRevocations(time.Now)
-}
-
-func newMemoryRevocations(now func() time.Time) *MemoryRevocations {
-	return &MemoryRevocations{revoked: map[string]time.Time{}, now: now}
-}
-
-// Revoke implements [RevocationStore].
-func (m *MemoryRevocations) Revoke(_ context.Context, id string, expiry time.Time) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.revoked == nil {
-		m.revoked = map[string]time.Time{}
-	}
-	m.revoked[id] = expiry
-	// Drop the records of expired tokens now and then, so that the map
-	// does not grow with every revocation ever made.
-	if m.puts++; m.puts%64 == 0 {
-		now := time.Now()
-		if m.now != nil {
-			now = m.now()
-		}
-		for k, exp := range m.revoked {
-			if !exp.IsZero() && now.After(exp) {
-				delete(m.revoked, k)
-			}
-		}
-	}
-	return nil
-}
-
-// IsRevoked implements [RevocationStore].
-func (m *MemoryRevocations) IsRevoked(_ context.Context, id string) (bool, error) {
-	m.mu.RLock()
-	_, ok := m.revoked[id]
-	m.mu.RUnlock()
-	return ok, nil
+// revokedKey names a revoked token in the [Store]: "revoked:" and the hex
+// SHA-256 of its revocation ID, so that a key is short whatever the token
+// says.
+func revokedKey(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return "revoked:" + hex.EncodeToString(sum[:])
 }
 
 // tokenCache remembers verified tokens by their SHA-256. It is split into
@@ -160,3 +103,20 @@ func (c *tokenCache) remove(sum *[32]byte) {
 	delete(s.entries, *sum)
 	s.mu.Unlock()
 }
+
+// RevokeToken records in store that the token of issuer with the given jti
+// is revoked, for ttl (until the token has expired, leeway included; zero:
+// for good). Every [JWTVerifier] whose
+// Store is store refuses it from then on, cached or not, with 401
+// (ErrRevoked). It is for an authorization server, or an operator's tool,
+// that knows a token by its jti; a verifier that holds the token itself
+// calls [JWTVerifier.Revoke].
+func RevokeToken(ctx context.Context, store Store, issuer, jti string, ttl time.Duration) error {
+	if store == nil || jti == "" || ttl < 0 {
+		return errors.New("mcpauth: RevokeToken needs a store, a jti and a ttl of zero or more")
+	}
+	return store.Set(ctx, revokedKey(jtiRevocationID(issuer, jti)), nil, ttl)
+}
+
+// jtiRevocationID is the revocation ID of a token with a jti.
+func jtiRevocationID(issuer, jti string) string { return "jti:" + issuer + "#" + jti }

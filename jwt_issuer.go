@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"slices"
 	"strings"
 	"time"
@@ -84,6 +85,8 @@ type JWTIssuer struct {
 
 // NewJWTIssuer returns an issuer. It returns an error for a missing issuer, a
 // key of an unsupported type, or an HMAC secret shorter than 32 bytes.
+// The issuer keeps copies of Audience and Key: changing them afterwards
+// changes nothing in what it mints.
 func NewJWTIssuer(opts JWTIssuerOptions) (*JWTIssuer, error) {
 	if opts.Issuer == "" {
 		return nil, errors.New("mcpauth: JWT issuer: empty Issuer")
@@ -117,12 +120,15 @@ func NewJWTIssuer(opts JWTIssuerOptions) (*JWTIssuer, error) {
 		if k.Curve != elliptic.P256() {
 			return nil, errors.New("mcpauth: JWT issuer: the ECDSA key is not on P-256")
 		}
-		i.key, i.method = k, jwt.SigningMethodES256
+		// A copy, as of every key: what the caller does with theirs later
+		// must not change what this issuer signs with.
+		pub := clonePublicKey(&k.PublicKey).(*ecdsa.PublicKey)
+		i.key, i.method = &ecdsa.PrivateKey{PublicKey: *pub, D: new(big.Int).Set(k.D)}, jwt.SigningMethodES256
 	case ed25519.PrivateKey:
 		if len(k) != ed25519.PrivateKeySize {
 			return nil, errors.New("mcpauth: JWT issuer: bad Ed25519 key")
 		}
-		i.key, i.method = k, jwt.SigningMethodEdDSA
+		i.key, i.method = slices.Clone(k), jwt.SigningMethodEdDSA
 	default:
 		return nil, fmt.Errorf("mcpauth: JWT issuer: unsupported key type %T", opts.Key)
 	}
@@ -141,23 +147,13 @@ func NewJWTIssuer(opts JWTIssuerOptions) (*JWTIssuer, error) {
 	return i, nil
 }
 
-// Issuer returns the iss claim of the issuer's tokens.
-func (i *JWTIssuer) Issuer() string { return i.issuer }
-
-// KeyID returns the kid header of the issuer's tokens; empty for an HMAC
-// issuer without a configured KeyID.
-func (i *JWTIssuer) KeyID() string { return i.kid }
-
-// Algorithm returns the alg of the issuer's tokens.
-func (i *JWTIssuer) Algorithm() string { return i.method.Alg() }
-
 // PublicKey returns the key that verifies the issuer's tokens: an
-// *ecdsa.PublicKey or an ed25519.PublicKey. It is nil for an HMAC issuer,
-// whose secret both signs and verifies.
+// *ecdsa.PublicKey or an ed25519.PublicKey, a copy of the caller's own. It
+// is nil for an HMAC issuer, whose secret both signs and verifies.
 func (i *JWTIssuer) PublicKey() crypto.PublicKey {
 	switch k := i.key.(type) {
 	case *ecdsa.PrivateKey:
-		return &k.PublicKey
+		return clonePublicKey(&k.PublicKey)
 	case ed25519.PrivateKey:
 		return k.Public()
 	}
@@ -166,11 +162,14 @@ func (i *JWTIssuer) PublicKey() crypto.PublicKey {
 
 // TrustedIssuer returns the configuration under which a [JWTVerifier]
 // accepts this issuer's tokens for the given audiences (nil means the
-// issuer's own Audience), with only this issuer's algorithm allowed.
+// issuer's own Audience), with only this issuer's algorithm allowed. It
+// shares no memory with the issuer or the arguments: changing it changes
+// neither.
 func (i *JWTIssuer) TrustedIssuer(audiences ...string) TrustedIssuer {
 	if audiences == nil {
-		audiences = slices.Clone(i.audience)
+		audiences = i.audience
 	}
+	audiences = slices.Clone(audiences)
 	ti := TrustedIssuer{Issuer: i.issuer, Audiences: audiences, Algorithms: []string{i.method.Alg()}}
 	if secret, ok := i.key.([]byte); ok {
 		ti.Secret = slices.Clone(secret)

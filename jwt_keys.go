@@ -12,7 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
+	"math/big"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -24,6 +24,7 @@ import (
 	"github.com/MicahParks/jwkset"
 	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
 	"golang.org/x/time/rate"
 )
 
@@ -57,7 +58,7 @@ var (
 	errNoKeys = errors.New("no keys: set Secret, PublicKeyPEM, PublicKeys or JWKSURL")
 )
 
-func newTrustedIssuer(ctx context.Context, ti *TrustedIssuer, opts *JWTVerifierOptions, logger *slog.Logger) (*trustedIssuer, error) {
+func newTrustedIssuer(ctx context.Context, ti *TrustedIssuer, opts *JWTVerifierOptions, events EventSink) (*trustedIssuer, error) {
 	if ti.Issuer == "" {
 		return nil, errors.New("empty Issuer")
 	}
@@ -68,8 +69,8 @@ func newTrustedIssuer(ctx context.Context, ti *TrustedIssuer, opts *JWTVerifierO
 		skipAudience:           ti.SkipAudienceCheck,
 		requireAccessTokenType: ti.RequireAccessTokenType,
 		acceptBound:            ti.AcceptBoundTokens,
-		roleClaims:             ti.RoleClaims,
-		scopeClaims:            ti.ScopeClaims,
+		roleClaims:             slices.Clone(ti.RoleClaims),
+		scopeClaims:            slices.Clone(ti.ScopeClaims),
 		algs:                   map[string]jwt.SigningMethod{},
 	}
 	switch iss.method {
@@ -114,7 +115,11 @@ func newTrustedIssuer(ctx context.Context, ti *TrustedIssuer, opts *JWTVerifierO
 	if err != nil {
 		return nil, err
 	}
-	for _, k := range append(slices.Clone(ti.PublicKeys), pemKeys...) {
+	for _, k := range ti.PublicKeys {
+		// A key is a pointer or a slice: the caller's copy may change.
+		pemKeys = append(pemKeys, clonePublicKey(k))
+	}
+	for _, k := range pemKeys {
 		algs, err := publicKeyAlgs(k)
 		if err != nil {
 			return nil, err
@@ -127,12 +132,11 @@ func newTrustedIssuer(ctx context.Context, ti *TrustedIssuer, opts *JWTVerifierO
 			return nil, errors.New("set JWKSURL or local keys, not both")
 		}
 		u, err := url.Parse(ti.JWKSURL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		if err != nil {
 			return nil, errors.New("JWKSURL is not an http(s) URL")
 		}
-		// Whoever can change the key set in transit can sign tokens.
-		if u.Scheme == "http" && !isLoopback(u.Hostname()) && !ti.AllowHTTPJWKS {
-			return nil, errors.New("JWKSURL is plain http to a host that is not loopback (use https, or set AllowHTTPJWKS)")
+		if err := checkJWKSURL(u, ti.AllowHTTPJWKS); err != nil {
+			return nil, err
 		}
 		// A JWKS is public, so it never holds HMAC keys worth trusting.
 		possible = asymAlgs
@@ -153,7 +157,7 @@ func newTrustedIssuer(ctx context.Context, ti *TrustedIssuer, opts *JWTVerifierO
 		return nil, errors.New("no algorithm allowed")
 	}
 	if ti.JWKSURL != "" {
-		iss.jwks, err = newJWKSSource(ctx, ti.Issuer, ti.JWKSURL, opts, logger)
+		iss.jwks, err = newJWKSSource(ctx, ti.Issuer, ti.JWKSURL, ti.AllowHTTPJWKS, opts, events)
 		if err != nil {
 			return nil, err
 		}
@@ -186,9 +190,9 @@ func (iss *trustedIssuer) verifySignature(method jwt.SigningMethod, hdr jwtHeade
 		}
 	}
 	if !tried {
-		return "no key for algorithm", ErrTokenAlgorithm
+		return "no key for algorithm", errTokenAlgorithm
 	}
-	return "", ErrTokenSignature
+	return "", errTokenSignature
 }
 
 // keyFits reports whether key may verify alg: the tie between an algorithm
@@ -252,6 +256,32 @@ func publicKeyAlgs(key any) ([]string, error) {
 		return nil, errors.New("an HMAC secret goes in Secret, not PublicKeys")
 	}
 	return nil, fmt.Errorf("unsupported public key type %T", key)
+}
+
+// clonePublicKey returns a copy of key that shares no memory with it, so
+// that a configuration changed after a constructor returns (a key's bytes,
+// an ECDSA point, an RSA modulus) changes nothing in what it built. Keys of
+// other types are returned as they are, for publicKeyAlgs to refuse.
+func clonePublicKey(key any) any {
+	cloneInt := func(i *big.Int) *big.Int {
+		if i == nil {
+			return nil
+		}
+		return new(big.Int).Set(i)
+	}
+	switch k := key.(type) {
+	case *rsa.PublicKey:
+		if k != nil {
+			return &rsa.PublicKey{N: cloneInt(k.N), E: k.E}
+		}
+	case *ecdsa.PublicKey:
+		if k != nil {
+			return &ecdsa.PublicKey{Curve: k.Curve, X: cloneInt(k.X), Y: cloneInt(k.Y)}
+		}
+	case ed25519.PublicKey:
+		return slices.Clone(k)
+	}
+	return key
 }
 
 // validECDSAPoint reports whether k is a point on its curve.
@@ -318,7 +348,7 @@ type jwksSource struct {
 	retry   *rate.Limiter   // the same, while the last fetch failed
 	index   atomic.Pointer[jwksIndex]
 	failed  atomic.Bool // the last fetch failed
-	logger  *slog.Logger
+	events  EventSink
 	issuer  string
 }
 
@@ -337,15 +367,17 @@ type jwksKey struct {
 	key any
 }
 
-func newJWKSSource(ctx context.Context, issuer, u string, opts *JWTVerifierOptions, logger *slog.Logger) (*jwksSource, error) {
-	s := &jwksSource{url: logURL(u), logger: logger, issuer: issuer}
+func newJWKSSource(ctx context.Context, issuer, u string, allowHTTP bool, opts *JWTVerifierOptions, events EventSink) (*jwksSource, error) {
+	s := &jwksSource{url: logURL(u), events: events, issuer: issuer}
 	s.index.Store(&jwksIndex{})
 	client := &http.Client{Timeout: defaultJWKSTimeout}
 	if opts.HTTPClient != nil {
+		// A copy: the caller's client is theirs, and may serve others.
 		c := *opts.HTTPClient
 		client = &c
 	}
 	client.Transport = limitBody{client.Transport}
+	client.CheckRedirect = jwksRedirectPolicy(allowHTTP, client.CheckRedirect)
 	refresh := opts.JWKSRefreshInterval
 	if refresh == 0 {
 		refresh = defaultJWKSRefresh
@@ -388,6 +420,48 @@ func newJWKSSource(ctx context.Context, issuer, u string, opts *JWTVerifierOptio
 	return s, nil
 }
 
+// checkJWKSURL says whether u may serve a key set: an http(s) URL with a
+// host, and plain http only to loopback unless allowHTTP.
+func checkJWKSURL(u *url.URL, allowHTTP bool) error {
+	if (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return errors.New("JWKSURL is not an http(s) URL")
+	}
+	// Whoever can change the key set in transit can sign tokens.
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) && !allowHTTP {
+		return errors.New("JWKSURL is plain http to a host that is not loopback (use https, or set AllowHTTPJWKS)")
+	}
+	return nil
+}
+
+// maxJWKSRedirects bounds the redirects a JWKS fetch follows (net/http's
+// own limit is 10). A provider's jwks_uri rarely redirects at all.
+const maxJWKSRedirects = 3
+
+var errJWKSRedirect = errors.New("mcpauth: JWKS redirect refused")
+
+// jwksRedirectPolicy is the CheckRedirect of JWKS fetches. net/http follows
+// redirects anywhere, https to plain http included, which would let whoever
+// can answer the one request with a redirect hand the verifier a key set
+// over a connection anyone on the path can change. A redirect is followed
+// only to a URL that checkJWKSURL accepts as JWKSURL, never from https to
+// http (even on loopback, even with AllowHTTPJWKS), and at most
+// maxJWKSRedirects times; then next, the caller's own CheckRedirect, if any,
+// has its say.
+func jwksRedirectPolicy(allowHTTP bool, next func(*http.Request, []*http.Request) error) func(*http.Request, []*http.Request) error {
+	return func(req *http.Request, via []*http.Request) error {
+		if len(via) > maxJWKSRedirects || checkJWKSURL(req.URL, allowHTTP) != nil {
+			return errJWKSRedirect
+		}
+		if req.URL.Scheme != "https" && slices.ContainsFunc(via, func(r *http.Request) bool { return r.URL.Scheme == "https" }) {
+			return errJWKSRedirect
+		}
+		if next != nil {
+			return next(req, via)
+		}
+		return nil
+	}
+}
+
 // logURL is a JWKS URL as the log shows it: without the user information,
 // query and fragment, which may hold credentials (a password, an API key).
 func logURL(raw string) string {
@@ -399,11 +473,15 @@ func logURL(raw string) string {
 	return u.String()
 }
 
-func (s *jwksSource) fetchFailed(ctx context.Context, _ error) {
+func (s *jwksSource) fetchFailed(ctx context.Context, err error) {
 	s.failed.Store(true)
-	// The error text may quote the response; the URL and the fact suffice.
-	s.logger.LogAttrs(ctx, slog.LevelError, "mcpauth: JWKS fetch failed",
-		slog.String("issuer", s.issuer), slog.String("jwks_url", s.url))
+	// The error text may quote the response, or a redirect's URL with its
+	// query; the URL as configured (see logURL) and the fact suffice.
+	e := Event{Kind: EventKeySource, Outcome: OutcomeFailure, Reason: reasonJWKSDown, Issuer: s.issuer, Detail: s.url}
+	if errors.Is(err, errJWKSRedirect) {
+		e.Reason = reasonJWKSRedirect
+	}
+	emit(ctx, s.events, e)
 }
 
 // indexStorage is the jwkset storage behind a JWKS URL; every successful
@@ -484,11 +562,11 @@ func (s *jwksSource) verify(method jwt.SigningMethod, hdr jwtHeader, signed stri
 			}
 			switch {
 			case tried:
-				return "", ErrTokenSignature
+				return "", errTokenSignature
 			case s.failed.Load():
 				return "JWKS unavailable", errTokenUnavailable
 			}
-			return "no key for algorithm", ErrTokenUnknownKey
+			return "no key for algorithm", errTokenUnknownKey
 		}
 	}
 	k, ok := s.index.Load().byKID[hdr.kid]
@@ -505,14 +583,14 @@ func (s *jwksSource) verify(method jwt.SigningMethod, hdr jwtHeader, signed stri
 			if s.failed.Load() {
 				return "JWKS unavailable", errTokenUnavailable
 			}
-			return "unknown kid", ErrTokenUnknownKey
+			return "unknown kid", errTokenUnknownKey
 		}
 	}
 	if (k.alg != "" && k.alg != alg) || !keyFits(alg, k.key) {
-		return "algorithm does not fit the key", ErrTokenAlgorithm
+		return "algorithm does not fit the key", errTokenAlgorithm
 	}
 	if method.Verify(signed, sig, k.key) != nil {
-		return "", ErrTokenSignature
+		return "", errTokenSignature
 	}
 	return "", nil
 }
@@ -559,4 +637,24 @@ func isLoopback(host string) bool {
 	}
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.IsLoopback()
+}
+
+// matchesAudience reports whether one of aud names this server.
+func (iss *trustedIssuer) matchesAudience(aud []string) bool {
+	for _, want := range iss.audiences {
+		if oauthex.MatchesResource(aud, want) {
+			return true
+		}
+	}
+	return false
+}
+
+// signingMethod returns golang-jwt's implementation of alg, used here for
+// the cryptography alone: parsing and the choice of key are this package's.
+func signingMethod(alg string) jwt.SigningMethod {
+	switch alg {
+	case "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA":
+		return jwt.GetSigningMethod(alg)
+	}
+	return nil
 }

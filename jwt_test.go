@@ -19,6 +19,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -234,59 +235,59 @@ func TestJWTBadInput(t *testing.T) {
 		token string
 		class error
 	}{
-		{"alg none, empty signature", enc([]byte(`{"alg":"none"}`)) + "." + enc([]byte(mustJSON(t, claims(nil)))) + ".", ErrTokenAlgorithm},
-		{"alg none, signature", enc([]byte(`{"alg":"none"}`)) + "." + enc([]byte(mustJSON(t, claims(nil)))) + "." + enc([]byte("sig")), ErrTokenAlgorithm},
-		{"alg None", signToken(t, `{"alg":"None"}`, mustJSON(t, claims(nil)), "HS256", k.secret), ErrTokenAlgorithm},
-		{"HS256 signed with the RSA public key PEM", signToken(t, `{"alg":"HS256"}`, mustJSON(t, claims(nil)), "HS256", k.rsaPEM), ErrTokenAlgorithm},
-		{"RS256 token for the HMAC issuer", signToken(t, `{"alg":"RS256"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), "RS256", k.rsa), ErrTokenAlgorithm},
-		{"ES256 token for the RSA issuer", signToken(t, `{"alg":"ES256"}`, mustJSON(t, claims(nil)), "ES256", k.ec), ErrTokenAlgorithm},
-		{"alg switched RS256 to PS256", strings.Replace(valid, valid[:strings.IndexByte(valid, '.')], enc([]byte(`{"alg":"PS256","typ":"JWT"}`)), 1), ErrTokenSignature},
-		{"kid with ../", signToken(t, `{"alg":"ES256","kid":"../../../../etc/passwd"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ecAttacker), ErrTokenUnknownKey},
-		{"kid with SQL", signToken(t, `{"alg":"ES256","kid":"' OR '1'='1'; DROP TABLE keys; --"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ecAttacker), ErrTokenUnknownKey},
-		{"kid with ../, local keys", signToken(t, `{"alg":"RS256","kid":"../../etc/passwd"}`, mustJSON(t, claims(nil)), "RS256", k.rsaAttacker), ErrTokenSignature},
-		{"jku elsewhere", signToken(t, `{"alg":"ES256","kid":"attacker","jku":"`+attacker.URL+`"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ecAttacker), ErrTokenUnknownKey},
-		{"x5u elsewhere", signToken(t, `{"alg":"RS256","x5u":"`+attacker.URL+`"}`, mustJSON(t, claims(nil)), "RS256", k.rsaAttacker), ErrTokenSignature},
-		{"embedded jwk", signToken(t, `{"alg":"RS256","jwk":{"kty":"RSA","n":"`+enc(k.rsaAttacker.N.Bytes())+`","e":"AQAB"}}`, mustJSON(t, claims(nil)), "RS256", k.rsaAttacker), ErrTokenSignature},
-		{"unknown crit", signToken(t, `{"alg":"RS256","crit":["exp"],"exp":1}`, mustJSON(t, claims(nil)), "RS256", k.rsa), ErrTokenMalformed},
-		{"typ of a DPoP proof", signToken(t, `{"alg":"RS256","typ":"dpop+jwt"}`, mustJSON(t, claims(nil)), "RS256", k.rsa), ErrTokenType},
-		{"expired", rs(claims(map[string]any{"exp": now.Add(-time.Second).Unix()})), ErrTokenExpired},
-		{"expires now", rs(claims(map[string]any{"exp": now.Unix()})), ErrTokenExpired},
-		{"no exp", rs(claims(map[string]any{"exp": nil})), ErrTokenMalformed},
-		{"exp a string", rs(claims(map[string]any{"exp": "tomorrow"})), ErrTokenMalformed},
-		{"not yet valid", rs(claims(map[string]any{"nbf": now.Add(time.Minute).Unix()})), ErrTokenNotYetValid},
-		{"issued in the future", rs(claims(map[string]any{"iat": now.Add(time.Minute).Unix()})), ErrTokenNotYetValid},
-		{"wrong iss", rs(claims(map[string]any{"iss": "https://evil.example.com"})), ErrTokenIssuer},
-		{"no iss", rs(claims(map[string]any{"iss": nil})), ErrTokenIssuer},
-		{"wrong aud", rs(claims(map[string]any{"aud": "https://other.example.com/mcp"})), ErrTokenAudience},
-		{"wrong aud in an array", rs(claims(map[string]any{"aud": []string{"a", "b"}})), ErrTokenAudience},
-		{"aud prefix", rs(claims(map[string]any{"aud": testAudience + "/more"})), ErrTokenAudience},
-		{"no aud", rs(claims(map[string]any{"aud": nil})), ErrTokenAudience},
-		{"aud a number", rs(claims(map[string]any{"aud": 7})), ErrTokenMalformed},
-		{"no sub", rs(claims(map[string]any{"sub": nil})), ErrTokenMalformed},
-		{"bound to a client certificate", rs(claims(map[string]any{"cnf": map[string]any{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}})), ErrTokenBound},
-		{"bound to a DPoP key", rs(claims(map[string]any{"cnf": map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}})), ErrTokenBound},
-		{"cnf null", rs(claims(map[string]any{"cnf": json.RawMessage("null")})), ErrTokenBound},
-		{"cnf empty", rs(claims(map[string]any{"cnf": map[string]any{}})), ErrTokenBound},
-		{"1 MiB token", valid[:strings.IndexByte(valid, '.')+1] + strings.Repeat("A", 1<<20) + valid[strings.LastIndexByte(valid, '.'):], ErrTokenTooLarge},
-		{"9 KiB token", valid[:strings.IndexByte(valid, '.')+1] + strings.Repeat("A", 9<<10) + valid[strings.LastIndexByte(valid, '.'):], ErrTokenTooLarge},
-		{"truncated signature", valid[:len(valid)-10], ErrTokenSignature},
-		{"truncated signature, bad length", valid[:len(valid)-1], ErrTokenMalformed},
-		{"truncated claims", valid[:strings.IndexByte(valid, '.')+20] + valid[strings.LastIndexByte(valid, '.'):], ErrTokenMalformed},
-		{"truncated header", valid[5:], ErrTokenMalformed},
+		{"alg none, empty signature", enc([]byte(`{"alg":"none"}`)) + "." + enc([]byte(mustJSON(t, claims(nil)))) + ".", errTokenAlgorithm},
+		{"alg none, signature", enc([]byte(`{"alg":"none"}`)) + "." + enc([]byte(mustJSON(t, claims(nil)))) + "." + enc([]byte("sig")), errTokenAlgorithm},
+		{"alg None", signToken(t, `{"alg":"None"}`, mustJSON(t, claims(nil)), "HS256", k.secret), errTokenAlgorithm},
+		{"HS256 signed with the RSA public key PEM", signToken(t, `{"alg":"HS256"}`, mustJSON(t, claims(nil)), "HS256", k.rsaPEM), errTokenAlgorithm},
+		{"RS256 token for the HMAC issuer", signToken(t, `{"alg":"RS256"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), "RS256", k.rsa), errTokenAlgorithm},
+		{"ES256 token for the RSA issuer", signToken(t, `{"alg":"ES256"}`, mustJSON(t, claims(nil)), "ES256", k.ec), errTokenAlgorithm},
+		{"alg switched RS256 to PS256", strings.Replace(valid, valid[:strings.IndexByte(valid, '.')], enc([]byte(`{"alg":"PS256","typ":"JWT"}`)), 1), errTokenSignature},
+		{"kid with ../", signToken(t, `{"alg":"ES256","kid":"../../../../etc/passwd"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ecAttacker), errTokenUnknownKey},
+		{"kid with SQL", signToken(t, `{"alg":"ES256","kid":"' OR '1'='1'; DROP TABLE keys; --"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ecAttacker), errTokenUnknownKey},
+		{"kid with ../, local keys", signToken(t, `{"alg":"RS256","kid":"../../etc/passwd"}`, mustJSON(t, claims(nil)), "RS256", k.rsaAttacker), errTokenSignature},
+		{"jku elsewhere", signToken(t, `{"alg":"ES256","kid":"attacker","jku":"`+attacker.URL+`"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ecAttacker), errTokenUnknownKey},
+		{"x5u elsewhere", signToken(t, `{"alg":"RS256","x5u":"`+attacker.URL+`"}`, mustJSON(t, claims(nil)), "RS256", k.rsaAttacker), errTokenSignature},
+		{"embedded jwk", signToken(t, `{"alg":"RS256","jwk":{"kty":"RSA","n":"`+enc(k.rsaAttacker.N.Bytes())+`","e":"AQAB"}}`, mustJSON(t, claims(nil)), "RS256", k.rsaAttacker), errTokenSignature},
+		{"unknown crit", signToken(t, `{"alg":"RS256","crit":["exp"],"exp":1}`, mustJSON(t, claims(nil)), "RS256", k.rsa), errTokenMalformed},
+		{"typ of a DPoP proof", signToken(t, `{"alg":"RS256","typ":"dpop+jwt"}`, mustJSON(t, claims(nil)), "RS256", k.rsa), errTokenType},
+		{"expired", rs(claims(map[string]any{"exp": now.Add(-time.Second).Unix()})), errTokenExpired},
+		{"expires now", rs(claims(map[string]any{"exp": now.Unix()})), errTokenExpired},
+		{"no exp", rs(claims(map[string]any{"exp": nil})), errTokenMalformed},
+		{"exp a string", rs(claims(map[string]any{"exp": "tomorrow"})), errTokenMalformed},
+		{"not yet valid", rs(claims(map[string]any{"nbf": now.Add(time.Minute).Unix()})), errTokenNotYetValid},
+		{"issued in the future", rs(claims(map[string]any{"iat": now.Add(time.Minute).Unix()})), errTokenNotYetValid},
+		{"wrong iss", rs(claims(map[string]any{"iss": "https://evil.example.com"})), errTokenIssuer},
+		{"no iss", rs(claims(map[string]any{"iss": nil})), errTokenIssuer},
+		{"wrong aud", rs(claims(map[string]any{"aud": "https://other.example.com/mcp"})), errTokenAudience},
+		{"wrong aud in an array", rs(claims(map[string]any{"aud": []string{"a", "b"}})), errTokenAudience},
+		{"aud prefix", rs(claims(map[string]any{"aud": testAudience + "/more"})), errTokenAudience},
+		{"no aud", rs(claims(map[string]any{"aud": nil})), errTokenAudience},
+		{"aud a number", rs(claims(map[string]any{"aud": 7})), errTokenMalformed},
+		{"no sub", rs(claims(map[string]any{"sub": nil})), errTokenMalformed},
+		{"bound to a client certificate", rs(claims(map[string]any{"cnf": map[string]any{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}})), errTokenBound},
+		{"bound to a DPoP key", rs(claims(map[string]any{"cnf": map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}})), errTokenBound},
+		{"cnf null", rs(claims(map[string]any{"cnf": json.RawMessage("null")})), errTokenBound},
+		{"cnf empty", rs(claims(map[string]any{"cnf": map[string]any{}})), errTokenBound},
+		{"1 MiB token", valid[:strings.IndexByte(valid, '.')+1] + strings.Repeat("A", 1<<20) + valid[strings.LastIndexByte(valid, '.'):], errTokenTooLarge},
+		{"9 KiB token", valid[:strings.IndexByte(valid, '.')+1] + strings.Repeat("A", 9<<10) + valid[strings.LastIndexByte(valid, '.'):], errTokenTooLarge},
+		{"truncated signature", valid[:len(valid)-10], errTokenSignature},
+		{"truncated signature, bad length", valid[:len(valid)-1], errTokenMalformed},
+		{"truncated claims", valid[:strings.IndexByte(valid, '.')+20] + valid[strings.LastIndexByte(valid, '.'):], errTokenMalformed},
+		{"truncated header", valid[5:], errTokenMalformed},
 		{"two segments", valid[:strings.LastIndexByte(valid, '.')], ErrInvalidCredentials},
-		{"bad base64 header", "eyJhbGciOiJSUzI1NiJ9x" + valid[strings.IndexByte(valid, '.'):], ErrTokenMalformed},
-		{"header not JSON", enc([]byte("alg=RS256")) + valid[strings.IndexByte(valid, '.'):], ErrTokenMalformed},
-		{"header an array", enc([]byte(`["alg"]`)) + valid[strings.IndexByte(valid, '.'):], ErrTokenMalformed},
-		{"JSON bomb: deep nesting", signToken(t, `{"alg":"RS256"}`, deep, "RS256", k.rsa), ErrTokenMalformed},
-		{"JSON bomb: huge number", signToken(t, `{"alg":"RS256"}`, `{"iss":"`+issRSA+`","sub":"a","aud":"`+testAudience+`","exp":1e999999}`, "RS256", k.rsa), ErrTokenMalformed},
-		{"JSON bomb: deep header", signToken(t, `{"alg":"RS256","x":`+strings.Repeat("[", 100)+strings.Repeat("]", 100)+`}`, mustJSON(t, claims(nil)), "RS256", k.rsa), ErrTokenMalformed},
-		{"duplicate claim", signToken(t, `{"alg":"RS256"}`, `{"iss":"`+issRSA+`","sub":"alice","sub":"admin","aud":"`+testAudience+`","exp":`+fmt.Sprint(now.Add(time.Hour).Unix())+`}`, "RS256", k.rsa), ErrTokenMalformed},
-		{"duplicate claim, escaped", signToken(t, `{"alg":"RS256"}`, `{"iss":"`+issRSA+`","sub":"alice","s\u0075b":"admin","aud":"`+testAudience+`","exp":`+fmt.Sprint(now.Add(time.Hour).Unix())+`}`, "RS256", k.rsa), ErrTokenMalformed},
-		{"duplicate alg", signToken(t, `{"alg":"RS256","alg":"HS256"}`, mustJSON(t, claims(nil)), "RS256", k.rsa), ErrTokenMalformed},
-		{"case-folded alg", signToken(t, `{"ALG":"RS256"}`, mustJSON(t, claims(nil)), "RS256", k.rsa), ErrTokenMalformed},
-		{"flipped signature bit", flipped, ErrTokenSignature},
-		{"signed by another key", signToken(t, `{"alg":"RS256"}`, mustJSON(t, claims(nil)), "RS256", k.rsaAttacker), ErrTokenSignature},
-		{"HS256 with a wrong secret", signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), "HS256", bytes.Repeat([]byte("x"), 32)), ErrTokenSignature},
+		{"bad base64 header", "eyJhbGciOiJSUzI1NiJ9x" + valid[strings.IndexByte(valid, '.'):], errTokenMalformed},
+		{"header not JSON", enc([]byte("alg=RS256")) + valid[strings.IndexByte(valid, '.'):], errTokenMalformed},
+		{"header an array", enc([]byte(`["alg"]`)) + valid[strings.IndexByte(valid, '.'):], errTokenMalformed},
+		{"JSON bomb: deep nesting", signToken(t, `{"alg":"RS256"}`, deep, "RS256", k.rsa), errTokenMalformed},
+		{"JSON bomb: huge number", signToken(t, `{"alg":"RS256"}`, `{"iss":"`+issRSA+`","sub":"a","aud":"`+testAudience+`","exp":1e999999}`, "RS256", k.rsa), errTokenMalformed},
+		{"JSON bomb: deep header", signToken(t, `{"alg":"RS256","x":`+strings.Repeat("[", 100)+strings.Repeat("]", 100)+`}`, mustJSON(t, claims(nil)), "RS256", k.rsa), errTokenMalformed},
+		{"duplicate claim", signToken(t, `{"alg":"RS256"}`, `{"iss":"`+issRSA+`","sub":"alice","sub":"admin","aud":"`+testAudience+`","exp":`+fmt.Sprint(now.Add(time.Hour).Unix())+`}`, "RS256", k.rsa), errTokenMalformed},
+		{"duplicate claim, escaped", signToken(t, `{"alg":"RS256"}`, `{"iss":"`+issRSA+`","sub":"alice","s\u0075b":"admin","aud":"`+testAudience+`","exp":`+fmt.Sprint(now.Add(time.Hour).Unix())+`}`, "RS256", k.rsa), errTokenMalformed},
+		{"duplicate alg", signToken(t, `{"alg":"RS256","alg":"HS256"}`, mustJSON(t, claims(nil)), "RS256", k.rsa), errTokenMalformed},
+		{"case-folded alg", signToken(t, `{"ALG":"RS256"}`, mustJSON(t, claims(nil)), "RS256", k.rsa), errTokenMalformed},
+		{"flipped signature bit", flipped, errTokenSignature},
+		{"signed by another key", signToken(t, `{"alg":"RS256"}`, mustJSON(t, claims(nil)), "RS256", k.rsaAttacker), errTokenSignature},
+		{"HS256 with a wrong secret", signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), "HS256", bytes.Repeat([]byte("x"), 32)), errTokenSignature},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -505,7 +506,7 @@ func TestJWTMaxTokenSize(t *testing.T) {
 		if w.Code != tc.want {
 			t.Errorf("MaxTokenSize %d, token of %d bytes: %d, want %d", tc.max, len(tc.token), w.Code, tc.want)
 		}
-		if tc.want == 401 && !strings.Contains(w.Header().Get("WWW-Authenticate"), classOf(ErrTokenTooLarge).desc) {
+		if tc.want == 401 && !strings.Contains(w.Header().Get("WWW-Authenticate"), classOf(errTokenTooLarge).desc) {
 			t.Errorf("MaxTokenSize %d: %q", tc.max, w.Header().Get("WWW-Authenticate"))
 		}
 	}
@@ -547,7 +548,7 @@ func TestJWTCacheAndRevocation(t *testing.T) {
 	}
 	// Past exp, the cached entry does not outlive the token.
 	setClock(now.Add(90 * time.Second))
-	if _, err := v.Verify(ctx, token); !errors.Is(err, ErrTokenExpired) {
+	if _, err := v.Verify(ctx, token); !errors.Is(err, errTokenExpired) {
 		t.Fatalf("after exp: %v", err)
 	}
 
@@ -562,7 +563,7 @@ func TestJWTCacheAndRevocation(t *testing.T) {
 	}
 	// A forged token revokes nothing.
 	forged := signToken(t, `{"alg":"RS256"}`, mustJSON(t, goodClaims(issRSA, now, map[string]any{"jti": "jti-1"})), "RS256", k.rsaAttacker)
-	if err := v.Revoke(ctx, forged); !errors.Is(err, ErrTokenSignature) {
+	if err := v.Revoke(ctx, forged); !errors.Is(err, errTokenSignature) {
 		t.Fatalf("Revoke(forged) = %v", err)
 	}
 	// A token without jti is revoked by its hash.
@@ -634,84 +635,40 @@ func checkRevoke(t *testing.T, v *JWTVerifier, token, what string) {
 	}
 }
 
-// failingRevocations is a revocation store that is down.
-type failingRevocations struct{}
+// failingStore is a store that is down.
+type failingStore struct{}
 
-func (failingRevocations) Revoke(context.Context, string, time.Time) error { return errors.New("down") }
-func (failingRevocations) IsRevoked(context.Context, string) (bool, error) {
-	return false, errors.New("down")
+var errStoreDown = errors.New("down")
+
+func (failingStore) Get(context.Context, string) ([]byte, error) { return nil, errStoreDown }
+
+func (failingStore) Set(context.Context, string, []byte, time.Duration) error { return errStoreDown }
+
+func (failingStore) Create(context.Context, string, []byte, time.Duration) error {
+	return errStoreDown
+}
+
+func (failingStore) Take(context.Context, string) ([]byte, error) { return nil, errStoreDown }
+
+func (failingStore) Delete(context.Context, string) error { return errStoreDown }
+
+func (failingStore) Incr(context.Context, string, time.Duration) (int64, error) {
+	return 0, errStoreDown
+}
+
+func (failingStore) List(context.Context, string, func(string, []byte) error) error {
+	return errStoreDown
 }
 
 func TestJWTRevocationStoreDown(t *testing.T) {
 	k := testKeys()
 	now := time.Now()
-	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", func(o *JWTVerifierOptions) { o.Revocations = failingRevocations{} })
+	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", func(o *JWTVerifierOptions) { o.Store = failingStore{} })
 	token := signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), "HS256", k.secret)
 	h := Require(&RequireOptions{Logger: slog.New(slog.DiscardHandler)}, v)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("passed") }))
 	w := serveBearer(h, token)
 	if w.Code != http.StatusServiceUnavailable {
 		t.Errorf("status = %d, want 503", w.Code)
-	}
-}
-
-// TestJWKS runs against a real JWKS server: a key rotation is picked up
-// without a restart, a flood of random kids causes no fetch beyond the
-// first, and a JWKS that is down gives 503.
-func TestJWKS(t *testing.T) {
-	k := testKeys()
-	now := time.Now()
-	ctx := context.Background()
-	srv := newJWKSServer(t, map[string]any{"ec-1": &k.ec.PublicKey})
-	v := testVerifier(t, now, srv.URL, func(o *JWTVerifierOptions) { o.JWKSRefetchInterval = time.Hour })
-	if n := srv.fetches.Load(); n != 1 {
-		t.Fatalf("fetches at start = %d, want 1", n)
-	}
-	claims := mustJSON(t, goodClaims(issJWKS, now, nil))
-	if _, err := v.Verify(ctx, signToken(t, `{"alg":"ES256","kid":"ec-1"}`, claims, "ES256", k.ec)); err != nil {
-		t.Fatal(err)
-	}
-	// A token without a kid is tried against the set's keys of its type.
-	if _, err := v.Verify(ctx, signToken(t, `{"alg":"ES256"}`, claims, "ES256", k.ec)); err != nil {
-		t.Fatalf("no kid: %v", err)
-	}
-	// The JWK's key type decides, not the token: an RSA token with an EC kid.
-	if _, err := v.Verify(ctx, signToken(t, `{"alg":"RS256","kid":"ec-1"}`, claims, "RS256", k.rsa)); !errors.Is(err, ErrTokenAlgorithm) {
-		t.Fatalf("RS256 with an EC kid: %v", err)
-	}
-
-	// Rotation: the provider publishes a new key and signs with it.
-	srv.set(t, map[string]any{"ec-1": &k.ec.PublicKey, "ed-2": k.ed.Public()})
-	if _, err := v.Verify(ctx, signToken(t, `{"alg":"EdDSA","kid":"ed-2"}`, claims, "EdDSA", k.ed)); err != nil {
-		t.Fatalf("rotated key: %v", err)
-	}
-	if n := srv.fetches.Load(); n != 2 {
-		t.Fatalf("fetches after rotation = %d, want 2", n)
-	}
-
-	// A flood of tokens with random kids, concurrently: none passes and none
-	// causes a fetch, since the refetch interval has not passed.
-	var wg sync.WaitGroup
-	var unknown atomic.Int32
-	for i := range 200 {
-		wg.Go(func() {
-			_, err := v.Verify(ctx, signToken(t, fmt.Sprintf(`{"alg":"EdDSA","kid":"random-%d"}`, i), claims, "EdDSA", k.ed))
-			if errors.Is(err, ErrTokenUnknownKey) {
-				unknown.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	if n := unknown.Load(); n != 200 {
-		t.Errorf("%d of 200 random kids were refused as unknown keys", n)
-	}
-	if n := srv.fetches.Load(); n != 2 {
-		t.Errorf("fetches after the flood = %d, want 2", n)
-	}
-
-	// The JWKS goes down: known keys keep working.
-	srv.setDown(true)
-	if _, err := v.Verify(ctx, signToken(t, `{"alg":"EdDSA","kid":"ed-2"}`, mustJSON(t, goodClaims(issJWKS, now, map[string]any{"jti": "x"})), "EdDSA", k.ed)); err != nil {
-		t.Fatalf("cached key while the JWKS is down: %v", err)
 	}
 }
 
@@ -737,12 +694,12 @@ func TestJWTAccessTokenType(t *testing.T) {
 		{"at+jwt", `{"alg":"RS256","typ":"at+jwt"}`, claims, nil, nil},
 		{"application/at+jwt", `{"alg":"RS256","typ":"application/AT+JWT"}`, claims, nil, nil},
 		{"AT+JWT", `{"alg":"RS256","typ":"AT+JWT"}`, claims, nil, nil},
-		{"at+jwt with a space", `{"alg":"RS256","typ":" at+jwt"}`, claims, ErrTokenType, ErrTokenType},
-		{"JWT", `{"alg":"RS256","typ":"JWT"}`, claims, nil, ErrTokenType},
-		{"untyped", `{"alg":"RS256"}`, claims, nil, ErrTokenType},
-		{"ID token", `{"alg":"RS256","typ":"JWT"}`, idToken, nil, ErrTokenType},
-		{"logout token", `{"alg":"RS256","typ":"logout+jwt"}`, claims, ErrTokenType, ErrTokenType},
-		{"DPoP proof", `{"alg":"RS256","typ":"dpop+jwt"}`, claims, ErrTokenType, ErrTokenType},
+		{"at+jwt with a space", `{"alg":"RS256","typ":" at+jwt"}`, claims, errTokenType, errTokenType},
+		{"JWT", `{"alg":"RS256","typ":"JWT"}`, claims, nil, errTokenType},
+		{"untyped", `{"alg":"RS256"}`, claims, nil, errTokenType},
+		{"ID token", `{"alg":"RS256","typ":"JWT"}`, idToken, nil, errTokenType},
+		{"logout token", `{"alg":"RS256","typ":"logout+jwt"}`, claims, errTokenType, errTokenType},
+		{"DPoP proof", `{"alg":"RS256","typ":"dpop+jwt"}`, claims, errTokenType, errTokenType},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			token := signToken(t, tc.header, tc.claims, "RS256", k.rsa)
@@ -786,213 +743,455 @@ func TestJWTAcceptBoundTokens(t *testing.T) {
 	}
 }
 
-// TestJWKSRotationWithoutKid: a token without a kid, signed with a key the
-// issuer rotated in since the last fetch, causes one refetch, as an unknown
-// kid does, whether the new key is of the old key's type or not, and whether
-// the set's keys have kids or, like the token, none; tokens without a kid
-// that no key verifies cannot make the verifier hammer the issuer.
-func TestJWKSRotationWithoutKid(t *testing.T) {
-	k := testKeys()
-	now := time.Now()
-	ctx := context.Background()
-	claims := mustJSON(t, goodClaims(issJWKS, now, nil))
-	newEC := func() *ecdsa.PrivateKey {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return key
+// checkVerify verifies token with v and fails t unless the outcome is the
+// one wanted: accepted for a nil class, else refused with an error of class.
+func checkVerify(t *testing.T, v *JWTVerifier, token string, class error) {
+	t.Helper()
+	_, err := v.Verify(context.Background(), token)
+	switch {
+	case class == nil && err != nil:
+		t.Fatalf("refused: %v", err)
+	case class != nil && !errors.Is(err, class):
+		t.Fatalf("Verify = %v, want %v", err, class)
 	}
-	for _, tc := range []struct {
-		name     string
-		alg      string
-		rotated  crypto.Signer
-		old, new string // the kids of the set's keys, before and after
+}
+
+// TestJWTAmbiguousJSON sends validly signed tokens whose header or
+// claims two JSON parsers could read differently. Each must be refused as
+// malformed; the control rows, which differ only in not being ambiguous,
+// must pass, so that the refusals are the ambiguity's.
+func TestJWTAmbiguousJSON(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", nil)
+	hs := func(hdr, claims string) string { return signToken(t, hdr, claims, "HS256", k.secret) }
+	base := fmt.Sprintf(`"iss":%q,"sub":"alice","aud":%q,"exp":%d`, issHMAC, testAudience, now.Add(time.Hour).Unix())
+	tests := []struct {
+		name  string
+		token string
+		class error // nil: accepted
 	}{
-		{"same key type", "ES256", newEC(), "ec-1", "new"},
-		{"another key type", "EdDSA", k.ed, "ec-1", "new"},
-		{"same key type, keys without kid", "ES256", newEC(), "", ""},
-		{"another key type, keys without kid", "EdDSA", k.ed, "", ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			srv := newJWKSServer(t, map[string]any{tc.old: &k.ec.PublicKey})
-			v := testVerifier(t, now, srv.URL, func(o *JWTVerifierOptions) { o.JWKSRefetchInterval = time.Hour })
-			if _, err := v.Verify(ctx, signToken(t, `{"alg":"ES256"}`, claims, "ES256", k.ec)); err != nil {
+		{"nested duplicate member", hs(`{"alg":"HS256"}`, `{`+base+`,"realm_access":{"roles":["user"],"roles":["admin"]}}`), errTokenMalformed},
+		{"nested duplicate member, escaped", hs(`{"alg":"HS256"}`, `{`+base+`,"realm_access":{"roles":["user"],"r\u006fles":["admin"]}}`), errTokenMalformed},
+		{"duplicate member in an object in an array", hs(`{"alg":"HS256"}`, `{`+base+`,"x":[1,{"a":1,"b":[],"a":2}]}`), errTokenMalformed},
+		{"duplicate member deep down", hs(`{"alg":"HS256"}`, `{`+base+`,"a":{"b":{"c":[{"d":{"e":1,"e":2}}]}}}`), errTokenMalformed},
+		{"nested duplicate header member", hs(`{"alg":"HS256","x":{"a":1,"a":2}}`, `{`+base+`}`), errTokenMalformed},
+		{"invalid UTF-8 in a claim", hs(`{"alg":"HS256"}`, `{`+base+`,"name":"alice`+"\xff"+`"}`), errTokenMalformed},
+		{"invalid UTF-8 in sub", hs(`{"alg":"HS256"}`, fmt.Sprintf(`{"iss":%q,"sub":"alice`+"\xfe"+`","aud":%q,"exp":%d}`, issHMAC, testAudience, now.Add(time.Hour).Unix())), errTokenMalformed},
+		{"invalid UTF-8 in a member name", hs(`{"alg":"HS256"}`, `{`+base+`,"role`+"\xc0"+`":"admin"}`), errTokenMalformed},
+		{"invalid UTF-8 in the header", hs(`{"alg":"HS256","x":"`+"\xed\xa0\x80"+`"}`, `{`+base+`}`), errTokenMalformed},
+		{"escaped lone high surrogate in sub", hs(`{"alg":"HS256"}`, fmt.Sprintf(`{"iss":%q,"sub":"alice\ud800","aud":%q,"exp":%d}`, issHMAC, testAudience, now.Add(time.Hour).Unix())), errTokenMalformed},
+		{"escaped lone low surrogate", hs(`{"alg":"HS256"}`, `{`+base+`,"name":"\udc00x"}`), errTokenMalformed},
+		{"escaped reversed surrogates", hs(`{"alg":"HS256"}`, `{`+base+`,"name":"\ude00\ud83d"}`), errTokenMalformed},
+		{"escaped high surrogate before a non-surrogate", hs(`{"alg":"HS256"}`, `{`+base+`,"name":"\ud83d\u0041"}`), errTokenMalformed},
+		{"escaped surrogate in a member name", hs(`{"alg":"HS256"}`, `{`+base+`,"role\uDBFF":"admin"}`), errTokenMalformed},
+		{"escaped surrogate in the header", hs(`{"alg":"HS256","x":"\ud800"}`, `{`+base+`}`), errTokenMalformed},
+		{"control: UTF-8 and escapes", hs(`{"alg":"HS256"}`, `{`+base+`,"name":"Zoë \u00eb \ud83d\ude00 \uD83D\uDE00 \\ud800 \"\ud7ff\ue000\uffff 😀"}`), nil},
+		{"control: one name in several objects", hs(`{"alg":"HS256","x":{"alg":1}}`, `{`+base+`,"roles":["a"],"realm_access":{"roles":["b"],"x":{"roles":[]}},"l":[{"a":1},{"a":2},[{"a":3}],"a,\"a\":{"]}`), nil},
+		{"control: empty objects and arrays", hs(`{"alg":"HS256"}`, `{`+base+`,"a":{},"b":[],"c":[{},[],{"d":{}}]}`), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { checkVerify(t, v, tt.token, tt.class) })
+	}
+}
+
+// TestJWTNonCanonicalEncoding checks that a token is read in one
+// encoding only: a variant of a valid token that decodes to the same bytes
+// (line breaks, padding, the standard alphabet, non-zero trailing bits) is
+// refused, through Verify as well as through HTTP, so that it cannot make
+// a second cache entry or differ from the token an operator revoked.
+func TestJWTNonCanonicalEncoding(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", nil)
+	// A token whose signature holds both URL-safe characters and ends in
+	// a character with two unused bits.
+	var token string
+	for i := 0; ; i++ {
+		token = signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, map[string]any{"jti": fmt.Sprint(i)})), "HS256", k.secret)
+		sig := token[strings.LastIndexByte(token, '.')+1:]
+		if strings.ContainsAny(sig, "-_") && strings.IndexByte("AQgw", sig[len(sig)-1]) >= 0 {
+			break
+		}
+	}
+	dot1, dot2 := strings.IndexByte(token, '.'), strings.LastIndexByte(token, '.')
+	sig := token[dot2+1:]
+	const b64url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	tests := []struct {
+		name  string
+		token string
+	}{
+		{"LF in the signature", token[:dot2+5] + "\n" + token[dot2+5:]},
+		{"CRLF in the signature", token[:dot2+5] + "\r\n" + token[dot2+5:]},
+		{"trailing LF", token + "\n"},
+		{"LF in the claims", token[:dot1+5] + "\n" + token[dot1+5:]},
+		{"LF in the header", token[:5] + "\n" + token[5:]},
+		{"padded signature", token + "="},
+		{"standard alphabet", token[:dot2+1] + strings.NewReplacer("-", "+", "_", "/").Replace(sig)},
+		{"non-zero trailing bits", token[:len(token)-1] + string(b64url[strings.IndexByte(b64url, sig[len(sig)-1])+1])},
+	}
+	ctx := context.Background()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := v.Verify(ctx, tt.token); !errors.Is(err, errTokenMalformed) {
+				t.Errorf("Verify = %v, want %v", err, errTokenMalformed)
+			}
+			if err := v.Revoke(ctx, tt.token); !errors.Is(err, errTokenMalformed) {
+				t.Errorf("Revoke = %v, want %v", err, errTokenMalformed)
+			}
+		})
+	}
+	if _, err := v.Verify(ctx, token); err != nil {
+		t.Fatalf("the canonical token: %v", err)
+	}
+}
+
+// TestJWTClaimEdges pins claim checks found sound in review, at their
+// edges: the audience's trailing-slash tolerance is not a prefix match, the
+// issuer is compared exactly, alg is matched exactly (no case folding or
+// trimming), NumericDates must be numbers, and Leeway applies to exp, nbf
+// and iat alike.
+func TestJWTClaimEdges(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", func(o *JWTVerifierOptions) { o.Leeway = 30 * time.Second })
+	claims := func(change map[string]any) string { return mustJSON(t, goodClaims(issHMAC, now, change)) }
+	hs := func(hdr string, change map[string]any) string {
+		return signToken(t, hdr, claims(change), "HS256", k.secret)
+	}
+	at := func(d time.Duration) int64 { return now.Add(d).Unix() }
+	tests := []struct {
+		name  string
+		token string
+		class error // nil: accepted
+	}{
+		{"aud with a trailing slash", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience + "/"}), nil},
+		{"aud with two trailing slashes", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience + "//"}), errTokenAudience},
+		{"aud that extends the resource", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience + "x"}), errTokenAudience},
+		{"aud under the resource", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience + "/other"}), errTokenAudience},
+		{"aud a prefix of the resource", hs(`{"alg":"HS256"}`, map[string]any{"aud": testAudience[:len(testAudience)-1]}), errTokenAudience},
+		{"aud in other case", hs(`{"alg":"HS256"}`, map[string]any{"aud": strings.ToUpper(testAudience)}), errTokenAudience},
+		{"aud an empty array", hs(`{"alg":"HS256"}`, map[string]any{"aud": []string{}}), errTokenAudience},
+		{"aud an empty string", hs(`{"alg":"HS256"}`, map[string]any{"aud": ""}), errTokenAudience},
+		{"aud an array with a number", hs(`{"alg":"HS256"}`, map[string]any{"aud": []any{testAudience, 1}}), errTokenMalformed},
+		{"iss with a trailing slash", hs(`{"alg":"HS256"}`, map[string]any{"iss": issHMAC + "/"}), errTokenIssuer},
+		{"iss in other case", hs(`{"alg":"HS256"}`, map[string]any{"iss": strings.ToUpper(issHMAC)}), errTokenIssuer},
+		{"iss an array", hs(`{"alg":"HS256"}`, map[string]any{"iss": []string{issHMAC}}), errTokenIssuer},
+		{"alg with a space", hs(`{"alg":"HS256 "}`, nil), errTokenAlgorithm},
+		{"alg in lower case", hs(`{"alg":"hs256"}`, nil), errTokenAlgorithm},
+		{"alg NONE", hs(`{"alg":"NONE"}`, nil), errTokenAlgorithm},
+		{"alg empty", hs(`{"alg":""}`, nil), errTokenAlgorithm},
+		{"alg a number", hs(`{"alg":256}`, nil), errTokenMalformed},
+		{"typ with a space", hs(`{"alg":"HS256","typ":"JWT "}`, nil), errTokenType},
+		{"exp negative", hs(`{"alg":"HS256"}`, map[string]any{"exp": -1}), errTokenExpired},
+		{"exp null", hs(`{"alg":"HS256"}`, map[string]any{"exp": json.RawMessage("null")}), errTokenMalformed},
+		{"exp a numeric string", hs(`{"alg":"HS256"}`, map[string]any{"exp": fmt.Sprint(at(time.Hour))}), errTokenMalformed},
+		{"exp true", hs(`{"alg":"HS256"}`, map[string]any{"exp": true}), errTokenMalformed},
+		{"exp an array", hs(`{"alg":"HS256"}`, map[string]any{"exp": []int64{at(time.Hour)}}), errTokenMalformed},
+		{"exp far beyond int64", hs(`{"alg":"HS256"}`, map[string]any{"exp": json.RawMessage("1e300")}), nil},
+		{"exp within leeway", hs(`{"alg":"HS256"}`, map[string]any{"exp": at(-29 * time.Second)}), nil},
+		{"exp beyond leeway", hs(`{"alg":"HS256"}`, map[string]any{"exp": at(-30 * time.Second)}), errTokenExpired},
+		{"nbf within leeway", hs(`{"alg":"HS256"}`, map[string]any{"nbf": at(30 * time.Second)}), nil},
+		{"nbf beyond leeway", hs(`{"alg":"HS256"}`, map[string]any{"nbf": at(31 * time.Second)}), errTokenNotYetValid},
+		{"nbf a string", hs(`{"alg":"HS256"}`, map[string]any{"nbf": "0"}), errTokenMalformed},
+		{"iat within leeway", hs(`{"alg":"HS256"}`, map[string]any{"iat": at(30 * time.Second)}), nil},
+		{"iat beyond leeway", hs(`{"alg":"HS256"}`, map[string]any{"iat": at(31 * time.Second)}), errTokenNotYetValid},
+		{"iat long ago", hs(`{"alg":"HS256"}`, map[string]any{"iat": 0}), nil},
+		{"sub a number", hs(`{"alg":"HS256"}`, map[string]any{"sub": 7}), errTokenMalformed},
+		{"sub empty", hs(`{"alg":"HS256"}`, map[string]any{"sub": ""}), errTokenMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { checkVerify(t, v, tt.token, tt.class) })
+	}
+}
+
+// TestJWTZeroMemoryStore checks that a MemoryStore declared as a plain
+// variable (the exported type invites it) works as a verifier's store,
+// instead of panicking on the first Revoke.
+func TestJWTZeroMemoryStore(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	var store MemoryStore
+	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", func(o *JWTVerifierOptions) { o.Store = &store })
+	ctx := context.Background()
+	token := signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), "HS256", k.secret)
+	if _, err := v.Verify(ctx, token); err != nil {
+		t.Fatal(err)
+	}
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				t.Fatalf("Revoke panicked: %v", r)
+			}
+		}()
+		for i := range 64 { // enough to reach the periodic clean-up
+			if err := store.Set(ctx, fmt.Sprint("other-", i), nil, time.Millisecond); err != nil {
 				t.Fatal(err)
 			}
-			srv.set(t, map[string]any{tc.new: tc.rotated.Public()})
-			if _, err := v.Verify(ctx, signToken(t, `{"alg":"`+tc.alg+`"}`, claims, tc.alg, tc.rotated)); err != nil {
-				t.Fatalf("token of the rotated key: %v", err)
-			}
-			if n := srv.fetches.Load(); n != 2 {
-				t.Fatalf("fetches after rotation = %d, want 2", n)
-			}
-			// Forged tokens without a kid: refused, and no more fetches
-			// within the refetch interval.
-			for range 50 {
-				_, err := v.Verify(ctx, signToken(t, `{"alg":"ES256"}`, claims, "ES256", newEC()))
-				if !errors.Is(err, ErrTokenSignature) && !errors.Is(err, ErrTokenUnknownKey) {
-					t.Fatalf("forged token: %v", err)
+		}
+		if err := v.Revoke(ctx, token); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	if _, err := v.Verify(ctx, token); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("after Revoke: %v", err)
+	}
+}
+
+// TestJWTScopeSplit checks that a scope string is split at spaces
+// (U+0020) only, as RFC 6749 §3.3 and RFC 8693 §4.2 define it. Splitting at
+// any Unicode white space let one scope an identity provider granted (say a
+// parameterised "group:x<NBSP>admin", which it reads as one token) become
+// two here, one of them "admin".
+func TestJWTScopeSplit(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", nil)
+	tests := []struct {
+		scope string
+		want  []string
+	}{
+		{"read  write ", []string{"read", "write"}},
+		{"group:x\u00a0admin", []string{"group:x\u00a0admin"}},
+		{"group:x\tadmin read", []string{"group:x\tadmin", "read"}},
+		{"group:x\nadmin", []string{"group:x\nadmin"}},
+		{"group:x\u2003admin\u3000root", []string{"group:x\u2003admin\u3000root"}},
+		{"group:x\u0085admin", []string{"group:x\u0085admin"}},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%q", tt.scope), func(t *testing.T) {
+			for _, claim := range []string{"scope", "scp"} {
+				token := signToken(t, `{"alg":"HS256"}`, mustJSON(t, goodClaims(issHMAC, now, map[string]any{"scope": nil, claim: tt.scope})), "HS256", k.secret)
+				p, err := v.Verify(context.Background(), token)
+				if err != nil {
+					t.Fatal(err)
 				}
-			}
-			if n := srv.fetches.Load(); n != 2 {
-				t.Errorf("fetches after 50 forged tokens = %d, want 2", n)
+				if fmt.Sprintf("%q", p.Scopes) != fmt.Sprintf("%q", tt.want) {
+					t.Errorf("%s %q: Scopes = %q, want %q", claim, tt.scope, p.Scopes, tt.want)
+				}
 			}
 		})
 	}
 }
 
-func TestJWKSDown(t *testing.T) {
-	k := testKeys()
+// TestHMACKeyLengthPerAlgorithm: RFC 7518 §3.2 wants an HMAC key at least as
+// long as the hash, so a 32-byte secret verifies HS256 but not HS384 or
+// HS512, even for a token it did sign.
+func TestHMACKeyLengthPerAlgorithm(t *testing.T) {
 	now := time.Now()
-	srv := newJWKSServer(t, map[string]any{"ec-1": &k.ec.PublicKey})
-	srv.setDown(true)
-	var log bytes.Buffer
-	start := time.Now()
-	v := testVerifier(t, now, srv.URL, func(o *JWTVerifierOptions) {
-		o.Logger = slog.New(slog.NewTextHandler(&log, nil))
-		o.JWKSRefetchInterval = 100 * time.Millisecond
-	})
-	if !strings.Contains(log.String(), "JWKS fetch failed") {
-		t.Errorf("the failed fetch was not logged: %q", log.String())
-	}
-	token := signToken(t, `{"alg":"ES256","kid":"ec-1"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ec)
-	h := Require(&RequireOptions{Logger: slog.New(slog.DiscardHandler)}, v)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("passed") }))
-	for _, tok := range []string{token, signToken(t, `{"alg":"ES256"}`, mustJSON(t, goodClaims(issJWKS, now, nil)), "ES256", k.ec)} {
-		w := serveBearer(h, tok)
-		if w.Code != http.StatusServiceUnavailable {
-			t.Errorf("status = %d, want 503", w.Code)
-		}
-	}
-	// Once the JWKS is back, service resumes without a restart, after the
-	// retry interval (here the refetch interval, which is shorter).
-	srv.setDown(false)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, err := v.Verify(context.Background(), token)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, ErrUnavailable) || time.Now().After(deadline) {
-			t.Fatalf("after recovery: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	// While it was down, the requests above caused few fetches: the start,
-	// then at most one per retry interval.
-	if n := srv.fetches.Load(); n > 2+int32(time.Since(start)/(100*time.Millisecond)) {
-		t.Errorf("%d fetches", n)
-	}
-}
-
-func TestJWKSBackgroundRefresh(t *testing.T) {
-	k := testKeys()
-	now := time.Now()
-	srv := newJWKSServer(t, map[string]any{"ec-1": &k.ec.PublicKey})
-	v := testVerifier(t, now, srv.URL, func(o *JWTVerifierOptions) {
-		o.JWKSRefreshInterval = 20 * time.Millisecond
-		o.JWKSRefetchInterval = time.Hour
-	})
-	// Use up the unknown-kid refetch, so only the background refresh can
-	// find the new key.
-	claims := mustJSON(t, goodClaims(issJWKS, now, nil))
-	if _, err := v.Verify(context.Background(), signToken(t, `{"alg":"ES256","kid":"nope"}`, claims, "ES256", k.ec)); !errors.Is(err, ErrTokenUnknownKey) {
-		t.Fatal(err)
-	}
-	srv.set(t, map[string]any{"ed-2": k.ed.Public()})
-	token := signToken(t, `{"alg":"EdDSA","kid":"ed-2"}`, claims, "EdDSA", k.ed)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, err := v.Verify(context.Background(), token)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the background refresh never picked up the new key: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	// The old key was dropped from the set, and so is refused now.
-	if _, err := v.Verify(context.Background(), signToken(t, `{"alg":"ES256","kid":"ec-1"}`, claims, "ES256", k.ec)); !errors.Is(err, ErrTokenUnknownKey) {
-		t.Errorf("removed key: %v", err)
-	}
-}
-
-func TestJWTIssuerRoundTrip(t *testing.T) {
-	k := testKeys()
-	for _, key := range []any{k.secret, k.ec, k.ed} {
-		iss, err := NewJWTIssuer(JWTIssuerOptions{Issuer: "https://as.example.com", Key: key, Audience: []string{testAudience}})
+	for _, tt := range []struct {
+		secretLen int
+		alg       string
+		ok        bool
+	}{
+		{32, "HS256", true}, {32, "HS384", false}, {32, "HS512", false},
+		{48, "HS384", true}, {48, "HS512", false},
+		{64, "HS256", true}, {64, "HS384", true}, {64, "HS512", true},
+	} {
+		secret := bytes.Repeat([]byte{'k'}, tt.secretLen)
+		v, err := NewJWTVerifier(JWTVerifierOptions{Issuers: []TrustedIssuer{{Issuer: issHMAC, Audiences: []string{testAudience}, Secret: secret}}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Run(iss.Algorithm(), func(t *testing.T) {
-			tok, err := iss.Mint(TokenClaims{Subject: "svc", ClientID: "c", Scopes: []string{"a", "b"}, Roles: []string{"r"}, Extra: map[string]any{"tenant": "t1"}})
-			if err != nil {
-				t.Fatal(err)
+		token := signToken(t, `{"alg":"`+tt.alg+`","typ":"JWT"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), tt.alg, secret)
+		_, err = v.Verify(context.Background(), token)
+		v.Close()
+		if tt.ok && err != nil {
+			t.Errorf("%d-byte secret, %s: %v", tt.secretLen, tt.alg, err)
+		}
+		if !tt.ok && !errors.Is(err, errTokenAlgorithm) {
+			t.Errorf("%d-byte secret, %s: err = %v, want errTokenAlgorithm", tt.secretLen, tt.alg, err)
+		}
+	}
+}
+
+// outcome summarises what v makes of token: the principal's roles, scopes
+// and method, or the reason of the refusal.
+func outcome(v *JWTVerifier, token string) string {
+	p, err := v.Verify(context.Background(), token)
+	if err != nil {
+		if c := classOf(err); c != nil {
+			return "refused: " + c.reason
+		}
+		return "refused: " + err.Error()
+	}
+	return fmt.Sprintf("ok: sub=%s method=%s roles=%v scopes=%v", p.Subject, p.Method, p.Roles, p.Scopes)
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// cloneRSA, cloneEC and cloneEd return copies of test keys, so that a test
+// may change a key in place without touching the shared ones.
+func cloneRSA(k *rsa.PublicKey) *rsa.PublicKey {
+	return &rsa.PublicKey{N: new(big.Int).Set(k.N), E: k.E}
+}
+
+func cloneEC(k *ecdsa.PublicKey) *ecdsa.PublicKey {
+	return &ecdsa.PublicKey{Curve: k.Curve, X: new(big.Int).Set(k.X), Y: new(big.Int).Set(k.Y)}
+}
+
+func cloneECPrivate(k *ecdsa.PrivateKey) *ecdsa.PrivateKey {
+	return &ecdsa.PrivateKey{PublicKey: *cloneEC(&k.PublicKey), D: new(big.Int).Set(k.D)}
+}
+
+// TestJWTVerifierConfigCopied changes, after NewJWTVerifier, every slice and
+// map of the options it was given, every key in them and the HTTP client
+// they point to, and checks that the verifier makes of a set of tokens what
+// it made of them before: the configuration is read once, at construction.
+func TestJWTVerifierConfigCopied(t *testing.T) {
+	k := testKeys()
+	now := time.Now().Truncate(time.Second)
+	const (
+		issEd  = "https://ed.example.com"
+		issEC  = "https://ec.example.com"
+		issRS  = "https://rs.example.com"
+		issPEM = "https://pem.example.com"
+		other  = "https://other.example.com/mcp"
+	)
+	jwks := newJWKSServer(t, map[string]any{"ec-1": &k.ec.PublicKey})
+	claims := func(iss string, change map[string]any) string {
+		c := goodClaims(iss, now, map[string]any{"roles": nil, "groups": []string{"admin"}, "role": "user", "perms": "p:read", "scope": "s:read"})
+		for n, v := range change {
+			c[n] = v
+		}
+		return mustJSON(t, c)
+	}
+	hdr := func(alg, kid string) string {
+		if kid == "" {
+			return `{"alg":"` + alg + `"}`
+		}
+		return `{"alg":"` + alg + `","kid":"` + kid + `"}`
+	}
+	type probe struct{ name, token string }
+	var probes []probe
+	add := func(name, h, c, alg string, key any) {
+		probes = append(probes, probe{name, signToken(t, h, c, alg, key)})
+	}
+	for _, iss := range []struct {
+		name, iss, alg string
+		key, attacker  any
+		kid            string
+	}{
+		{"hmac", issHMAC, "HS256", k.secret, []byte(strings.Repeat("x", 64)), ""},
+		{"ed25519", issEd, "EdDSA", k.ed, nil, ""},
+		{"ecdsa", issEC, "ES256", k.ec, k.ecAttacker, ""},
+		{"rsa", issRS, "RS256", k.rsa, k.rsaAttacker, ""},
+		{"pem", issPEM, "RS256", k.rsa, k.rsaAttacker, ""},
+		{"jwks", issJWKS, "ES256", k.ec, k.ecAttacker, "ec-1"},
+	} {
+		add(iss.name+" good", hdr(iss.alg, iss.kid), claims(iss.iss, nil), iss.alg, iss.key)
+		add(iss.name+" other audience", hdr(iss.alg, iss.kid), claims(iss.iss, map[string]any{"aud": other}), iss.alg, iss.key)
+		if iss.attacker != nil {
+			add(iss.name+" attacker's key", hdr(iss.alg, iss.kid), claims(iss.iss, nil), iss.alg, iss.attacker)
+		}
+	}
+	add("hmac HS512", hdr("HS512", ""), claims(issHMAC, nil), "HS512", k.secret)
+	add("jwks unknown kid", hdr("ES256", "ec-2"), claims(issJWKS, nil), "ES256", k.ec)
+
+	// newOpts returns options of their own, keys included, for each case.
+	newOpts := func() JWTVerifierOptions {
+		der, err := x509.MarshalPKIXPublicKey(&k.rsa.PublicKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return JWTVerifierOptions{
+			Issuers: []TrustedIssuer{
+				{Issuer: issHMAC, Audiences: []string{testAudience}, Secret: slices.Clone(k.secret), Algorithms: []string{"HS256"},
+					RoleClaims: []string{"groups"}, ScopeClaims: []string{"perms"}},
+				{Issuer: issEd, Audiences: []string{testAudience}, PublicKeys: []crypto.PublicKey{slices.Clone(k.ed.Public().(ed25519.PublicKey))}},
+				{Issuer: issEC, Audiences: []string{testAudience}, PublicKeys: []crypto.PublicKey{cloneEC(&k.ec.PublicKey)}},
+				{Issuer: issRS, Audiences: []string{testAudience}, PublicKeys: []crypto.PublicKey{cloneRSA(&k.rsa.PublicKey)}},
+				{Issuer: issPEM, Audiences: []string{testAudience}, PublicKeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})},
+				{Issuer: issJWKS, Audiences: []string{testAudience}, JWKSURL: jwks.URL, Algorithms: []string{"ES256"},
+					RoleClaims: []string{"groups"}, ScopeClaims: []string{"perms"}},
+			},
+			CacheTTL:            -1, // every Verify reads the configuration
+			JWKSRefetchInterval: time.Nanosecond,
+			HTTPClient:          &http.Client{Transport: http.DefaultTransport, Timeout: 5 * time.Second},
+			Logger:              slog.New(slog.DiscardHandler),
+			Clock:               func() time.Time { return now },
+		}
+	}
+	down := roundTripFunc(func(*http.Request) (*http.Response, error) { return nil, errors.New("down") })
+	tests := []struct {
+		name   string
+		mutate func(o *JWTVerifierOptions)
+	}{
+		{"Issuers[i] replaced", func(o *JWTVerifierOptions) {
+			for i := range o.Issuers {
+				o.Issuers[i] = TrustedIssuer{Issuer: o.Issuers[i].Issuer, SkipAudienceCheck: true, Secret: []byte(strings.Repeat("x", 64))}
 			}
-			ti := iss.TrustedIssuer()
-			ti.Method = MethodOAuth
-			v, err := NewJWTVerifier(JWTVerifierOptions{Issuers: []TrustedIssuer{ti}})
+		}},
+		{"Issuers[i].Issuer", func(o *JWTVerifierOptions) {
+			for i := range o.Issuers {
+				o.Issuers[i].Issuer += ".evil"
+			}
+		}},
+		{"Audiences[0]", func(o *JWTVerifierOptions) {
+			for _, ti := range o.Issuers {
+				ti.Audiences[0] = other
+			}
+		}},
+		{"Algorithms[0]", func(o *JWTVerifierOptions) {
+			o.Issuers[0].Algorithms[0] = "HS512"
+			o.Issuers[5].Algorithms[0] = "RS256"
+		}},
+		{"RoleClaims[0]", func(o *JWTVerifierOptions) {
+			o.Issuers[0].RoleClaims[0] = "role"
+			o.Issuers[5].RoleClaims[0] = "role"
+		}},
+		{"ScopeClaims[0]", func(o *JWTVerifierOptions) {
+			o.Issuers[0].ScopeClaims[0] = "scope"
+			o.Issuers[5].ScopeClaims[0] = "scope"
+		}},
+		{"Secret bytes", func(o *JWTVerifierOptions) { copy(o.Issuers[0].Secret, strings.Repeat("x", 64)) }},
+		{"PublicKeys[0] replaced", func(o *JWTVerifierOptions) {
+			o.Issuers[1].PublicKeys[0] = k.ecAttacker.Public()
+			o.Issuers[2].PublicKeys[0] = k.ecAttacker.Public()
+			o.Issuers[3].PublicKeys[0] = k.rsaAttacker.Public()
+		}},
+		{"PublicKeys Ed25519 key bytes", func(o *JWTVerifierOptions) {
+			_, other, _ := ed25519.GenerateKey(nil)
+			copy(o.Issuers[1].PublicKeys[0].(ed25519.PublicKey), other.Public().(ed25519.PublicKey))
+		}},
+		{"PublicKeys ECDSA point", func(o *JWTVerifierOptions) {
+			pub := o.Issuers[2].PublicKeys[0].(*ecdsa.PublicKey)
+			pub.X.Set(k.ecAttacker.X)
+			pub.Y.Set(k.ecAttacker.Y)
+		}},
+		{"PublicKeys RSA modulus", func(o *JWTVerifierOptions) {
+			o.Issuers[3].PublicKeys[0].(*rsa.PublicKey).N.Set(k.rsaAttacker.N)
+		}},
+		{"PublicKeyPEM bytes", func(o *JWTVerifierOptions) { clear(o.Issuers[4].PublicKeyPEM) }},
+		{"JWKSURL", func(o *JWTVerifierOptions) { o.Issuers[5].JWKSURL = "http://127.0.0.1:1/jwks" }},
+		{"HTTPClient transport", func(o *JWTVerifierOptions) { o.HTTPClient.Transport = down }},
+		{"HTTPClient replaced", func(o *JWTVerifierOptions) { *o.HTTPClient = http.Client{Transport: down} }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := newOpts()
+			v, err := NewJWTVerifier(opts)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer v.Close()
-			p, err := v.Verify(context.Background(), tok)
-			if err != nil {
-				t.Fatal(err)
+			before := make([]string, len(probes))
+			for i, p := range probes {
+				before[i] = outcome(v, p.token)
 			}
-			if p.Subject != "svc" || p.ClientID != "c" || fmt.Sprint(p.Scopes, p.Roles) != "[a b] [r]" || p.Claims["tenant"] != "t1" || p.Method != MethodOAuth {
-				t.Errorf("principal = %+v", p)
+			// The outcomes must be worth keeping: good tokens pass with the
+			// configured claims, the others are refused.
+			if !strings.Contains(before[0], "roles=[admin] scopes=[p:read]") || !strings.HasPrefix(before[1], "refused") {
+				t.Fatalf("before the change: %q, %q", before[0], before[1])
 			}
-			if iss.KeyID() != "" && p.KeyID != iss.KeyID() {
-				t.Errorf("KeyID = %q, want the kid %q", p.KeyID, iss.KeyID())
-			}
-			if d := p.Expiry.Sub(time.Now()); d < 59*time.Minute || d > time.Hour {
-				t.Errorf("expiry in %v, want an hour", d)
-			}
-			// Header: at+jwt, the issuer's alg and kid.
-			var hdr map[string]string
-			raw, _ := base64.RawURLEncoding.DecodeString(tok[:strings.IndexByte(tok, '.')])
-			json.Unmarshal(raw, &hdr)
-			if hdr["typ"] != "at+jwt" || hdr["alg"] != iss.Algorithm() || hdr["kid"] != iss.KeyID() {
-				t.Errorf("header = %v", hdr)
-			}
-			// Two tokens differ in jti.
-			tok2, _ := iss.Mint(TokenClaims{Subject: "svc"})
-			p2, err := v.Verify(context.Background(), tok2)
-			if err != nil || p2.Claims["jti"] == p.Claims["jti"] {
-				t.Errorf("second token: %v, jti %v", err, p2.Claims["jti"])
-			}
-			if _, err := iss.Mint(TokenClaims{Subject: "x", Extra: map[string]any{"sub": "root"}}); err == nil {
-				t.Error("Extra replaced sub")
+			tt.mutate(&opts)
+			for i, p := range probes {
+				if got := outcome(v, p.token); got != before[i] {
+					t.Errorf("%s: %q after the change, %q before", p.name, got, before[i])
+				}
 			}
 		})
-		// The JWKS of an asymmetric issuer serves a JWKS verifier.
-		if iss.PublicKey() == nil {
-			if _, err := iss.JWKS(); err == nil {
-				t.Error("an HMAC issuer published a JWKS")
-			}
-			continue
-		}
-		jwks, err := iss.JWKS()
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(jwks) }))
-		v, err := NewJWTVerifier(JWTVerifierOptions{Issuers: []TrustedIssuer{{Issuer: iss.Issuer(), Audiences: []string{testAudience}, JWKSURL: srv.URL}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		tok, _ := iss.Mint(TokenClaims{Subject: "svc"})
-		if _, err := v.Verify(context.Background(), tok); err != nil {
-			t.Errorf("%s via JWKS: %v", iss.Algorithm(), err)
-		}
-		v.Close()
-		srv.Close()
-	}
-	for _, key := range []any{nil, []byte("short"), k.rsa, "a string secret of more than 32 bytes...."} {
-		if _, err := NewJWTIssuer(JWTIssuerOptions{Issuer: "i", Key: key}); err == nil {
-			t.Errorf("NewJWTIssuer accepted a %T key", key)
-		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mcpauth/mcpauth/internal/bridge"
+	"github.com/mcpauth/mcpauth/internal/header"
 )
 
 // RequireOptions configures [Require]. The zero value is the strict setting.
@@ -20,6 +21,16 @@ type RequireOptions struct {
 	// resource_metadata, which is how MCP clients discover the authorization
 	// server. Empty (the default) leaves it out.
 	ResourceMetadataURL string
+
+	// Resource is this server as an OAuth protected resource, whose
+	// metadata document the server serves (see [ProtectedResource]). When
+	// set, every 401 and 403 challenge carries its MetadataURL as
+	// resource_metadata, and every 401 its scope hint, so that the
+	// challenges and the document cannot disagree; it takes precedence over
+	// ResourceMetadataURL (a differing ResourceMetadataURL is ignored, with
+	// an EventConfiguration event). Nil (the default) means
+	// ResourceMetadataURL alone.
+	Resource *ProtectedResource
 
 	// Events receives one security [Event] for every authentication
 	// decision. Nil (the default) means [LogEvents] on Logger.
@@ -71,6 +82,7 @@ func Require(opts *RequireOptions, authenticators ...Authenticator) func(http.Ha
 	if m.events == nil {
 		m.events = LogEvents(m.opts.Logger)
 	}
+	warnResourceConflict(&m.opts, m.events)
 	switch {
 	case m.opts.SuccessEventInterval == 0:
 		m.successes = newSuccessLog(time.Minute)
@@ -115,7 +127,7 @@ var errTwoCredentials error = &errorClass{msg: "mcpauth: more than one credentia
 
 // authenticate runs the authenticators until one finds its credentials.
 func (m *middleware) authenticate(r *http.Request) (*Principal, error) {
-	if len(r.Header["Authorization"])+len(r.Header[apiKeyHeader]) > 1 {
+	if header.Credentials(r.Header) > 1 {
 		return nil, errTwoCredentials
 	}
 	for _, a := range m.authenticators {
@@ -138,7 +150,7 @@ func (m *middleware) authenticate(r *http.Request) (*Principal, error) {
 	// Credentials were presented that no authenticator recognised (for
 	// example a JWT where only API keys are configured): they are invalid
 	// here, not missing.
-	if len(r.Header["Authorization"]) > 0 || len(r.Header[apiKeyHeader]) > 0 {
+	if header.Credentials(r.Header) > 0 {
 		return nil, ErrInvalidCredentials
 	}
 	return nil, ErrNoCredentials
@@ -147,7 +159,7 @@ func (m *middleware) authenticate(r *http.Request) (*Principal, error) {
 // fail writes the response for a refused request and its audit event.
 func (m *middleware) fail(w http.ResponseWriter, r *http.Request, err error) {
 	m.auditFailure(r, err, classOf(err))
-	writeChallenge(w, err, m.opts.ResourceMetadataURL)
+	writeChallengeFor(w, err, &m.opts)
 }
 
 // writeChallenge writes the response for a request refused with err: the
@@ -156,15 +168,21 @@ func (m *middleware) fail(w http.ResponseWriter, r *http.Request, err error) {
 // when it is not empty and the required scopes of a [ScopeError], and a body
 // with the class's fixed description.
 func writeChallenge(w http.ResponseWriter, err error, resourceMetadata string) {
-	var resp *refusal
+	var resp *response
 	if scopeErr := (*ScopeError)(nil); errors.As(err, &scopeErr) {
-		resp = newRefusal(classOf(err), resourceMetadata, true, scopeErr.Required)
+		resp = newResponse(classOf(err), resourceMetadata, true, scopeErr.Required)
 	} else {
-		resp = cachedRefusal(classOf(err), resourceMetadata)
+		resp = cachedResponse(classOf(err), resourceMetadata)
 	}
 	h := w.Header()
+	retry, limited := time.Duration(0), false
 	if rl := (*RateLimitError)(nil); errors.As(err, &rl) {
-		secs := int64((rl.RetryAfter + time.Second - 1) / time.Second)
+		retry, limited = rl.RetryAfter, true
+	} else if f := (*refusal)(nil); errors.As(err, &f) && f.retryAfter > 0 {
+		retry, limited = f.retryAfter, true
+	}
+	if limited {
+		secs := int64((retry + time.Second - 1) / time.Second)
 		h["Retry-After"] = []string{strconv.FormatInt(max(secs, 1), 10)}
 	}
 	if resp.challenge != "" {
@@ -176,34 +194,34 @@ func writeChallenge(w http.ResponseWriter, err error, resourceMetadata string) {
 	_, _ = w.Write(resp.body)
 }
 
-// A refusal is a response to a refused request, built once per error class
-// and resource metadata URL: refusals are what an attacker guessing
+// A response is the answer to a refused request, built once per error class
+// and resource metadata URL: responses are what an attacker guessing
 // credentials makes us send, so they should cost little.
-type refusal struct {
+type response struct {
 	status    int
 	challenge string // WWW-Authenticate, or empty
 	body      []byte
 }
 
-type refusalKey struct {
+type responseKey struct {
 	class            *errorClass
 	resourceMetadata string
 }
 
-// refusals caches refusals. It stays small: there are only the package's
+// responses caches responses. It stays small: there are only the package's
 // error classes and the resource metadata URLs configured.
-var refusals sync.Map // refusalKey -> *refusal
+var responses sync.Map // responseKey -> *response
 
-func cachedRefusal(c *errorClass, resourceMetadata string) *refusal {
-	key := refusalKey{c, resourceMetadata}
-	if r, ok := refusals.Load(key); ok {
-		return r.(*refusal)
+func cachedResponse(c *errorClass, resourceMetadata string) *response {
+	key := responseKey{c, resourceMetadata}
+	if r, ok := responses.Load(key); ok {
+		return r.(*response)
 	}
-	r, _ := refusals.LoadOrStore(key, newRefusal(c, resourceMetadata, false, nil))
-	return r.(*refusal)
+	r, _ := responses.LoadOrStore(key, newResponse(c, resourceMetadata, false, nil))
+	return r.(*response)
 }
 
-func newRefusal(c *errorClass, resourceMetadata string, insufficientScope bool, scopes []string) *refusal {
+func newResponse(c *errorClass, resourceMetadata string, insufficientScope bool, scopes []string) *response {
 	status, code := http.StatusUnauthorized, "invalid_token"
 	switch {
 	case insufficientScope:
@@ -224,7 +242,7 @@ func newRefusal(c *errorClass, resourceMetadata string, insufficientScope bool, 
 	if errors.Is(c, ErrNoCredentials) {
 		code = ""
 	}
-	r := &refusal{status: status}
+	r := &response{status: status}
 	if status == http.StatusUnauthorized || status == http.StatusForbidden || status == http.StatusBadRequest {
 		var b strings.Builder
 		b.WriteString("Bearer")
@@ -285,38 +303,20 @@ func (m *middleware) auditFailure(r *http.Request, err error, c *errorClass) {
 		RemoteAddr: r.RemoteAddr,
 		RequestID:  requestID(r),
 	}
-	var f *credentialFailure
+	var f *refusal
 	if errors.As(err, &f) {
 		e.Method, e.KeyID, e.Detail = f.method, f.keyID, f.detail
+		if f.reason != "" {
+			e.Reason = f.reason
+		}
 	}
 	emit(r.Context(), m.events, e)
 }
 
 // requestID returns the request's X-Request-Id, if it has exactly one.
 func requestID(r *http.Request) string {
-	if v := r.Header["X-Request-Id"]; len(v) == 1 {
+	if v := r.Header[header.RequestID]; len(v) == 1 {
 		return v[0]
 	}
 	return ""
-}
-
-// credentialFailure is how this package's authenticators report a failure:
-// the class decides the response; method, keyID and detail go to the audit
-// event. All three are fixed or public strings, never a credential or a
-// library's error text.
-type credentialFailure struct {
-	method Method
-	keyID  string
-	detail string
-	class  error
-}
-
-func (f *credentialFailure) Error() string {
-	return "mcpauth: " + string(f.method) + ": " + f.class.Error()
-}
-
-func (f *credentialFailure) Unwrap() error { return f.class }
-
-func failure(method Method, class error, keyID, detail string) error {
-	return &credentialFailure{method: method, keyID: keyID, detail: detail, class: class}
 }

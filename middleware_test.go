@@ -231,7 +231,7 @@ func TestRequireRepeatSuccesses(t *testing.T) {
 }
 
 // TestEventValuesBounded checks that caller-chosen values reach a sink cut
-// to MaxEventValueLen, marked, and with control and invalid bytes replaced.
+// to maxEventValueLen, marked, and with control and invalid bytes replaced.
 func TestEventValuesBounded(t *testing.T) {
 	tests := []struct {
 		name, in string
@@ -243,12 +243,12 @@ func TestEventValuesBounded(t *testing.T) {
 			}
 		}},
 		{"1 MiB cut", strings.Repeat("a", 1<<20), func(t *testing.T, out string) {
-			if len(out) > MaxEventValueLen || !strings.HasSuffix(out, cutMark) {
+			if len(out) > maxEventValueLen || !strings.HasSuffix(out, cutMark) {
 				t.Errorf("len %d, suffix %q", len(out), out[max(0, len(out)-10):])
 			}
 		}},
-		{"exactly the bound untouched", strings.Repeat("b", MaxEventValueLen), func(t *testing.T, out string) {
-			if out != strings.Repeat("b", MaxEventValueLen) {
+		{"exactly the bound untouched", strings.Repeat("b", maxEventValueLen), func(t *testing.T, out string) {
+			if out != strings.Repeat("b", maxEventValueLen) {
 				t.Errorf("changed: %q", out)
 			}
 		}},
@@ -263,7 +263,7 @@ func TestEventValuesBounded(t *testing.T) {
 			}
 		}},
 		{"multi-byte text cut on a character boundary", strings.Repeat("é", 300), func(t *testing.T, out string) {
-			if len(out) > MaxEventValueLen || !strings.HasSuffix(out, cutMark) || !strings.HasPrefix(out, "éé") {
+			if len(out) > maxEventValueLen || !strings.HasSuffix(out, cutMark) || !strings.HasPrefix(out, "éé") {
 				t.Errorf("len %d %q", len(out), out)
 			}
 			if s := strings.TrimSuffix(out, cutMark); strings.Trim(s, "é") != "" {

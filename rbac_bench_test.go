@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/mcpauth/mcpauth/internal/mcptest"
@@ -86,7 +87,7 @@ func BenchmarkGuardCall(b *testing.B) {
 	b.Run("denied", func(b *testing.B) {
 		denied := benchCall(p, "tool-0052") // requires r2
 		h := g.Middleware()(next)
-		g.logger = discardLogger
+		g.events = LogEvents(discardLogger)
 		b.ReportAllocs()
 		for b.Loop() {
 			res, _ := h(ctx, "tools/call", denied)
@@ -239,5 +240,40 @@ func BenchmarkGuardToolCallHTTP(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkGuardResourceRead measures one allowed resources/read through the
+// guard's middleware, beside the handler alone: the URI form check, the
+// lookup among prefix rules and the private copy of the result.
+func BenchmarkGuardResourceRead(b *testing.B) {
+	policy := benchPolicy(100, false)
+	policy.Rules = append(policy.Rules,
+		Rule{Resource: "https://intranet.example/*", Roles: []string{"r0"}},
+		Rule{Resource: "https://*", Roles: []string{"r9"}},
+		Rule{Resource: "file:///private/*", Roles: []string{"r0"}},
+		Rule{Resource: "file:///public/*", Roles: []string{"r9"}},
+	)
+	g, err := NewGuard(policy, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ok := &mcp.ReadResourceResult{}
+	next := func(context.Context, string, mcp.Request) (mcp.Result, error) { return ok, nil }
+	p := benchPrincipal()
+	ctx := context.Background()
+	for _, uri := range []string{"file:///public/docs/report%202026.txt", "https://docs.example.com:8443/a/b?q=1"} {
+		req := &mcp.ReadResourceRequest{Params: &mcp.ReadResourceParams{URI: uri}, Extra: &mcp.RequestExtra{TokenInfo: p.tokenInfo()}}
+		run := func(b *testing.B, h mcp.MethodHandler) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := h(ctx, "resources/read", req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		scheme, _, _ := strings.Cut(uri, ":")
+		b.Run(scheme+"/baseline", func(b *testing.B) { run(b, next) })
+		b.Run(scheme+"/guarded", func(b *testing.B) { run(b, g.Middleware()(next)) })
 	}
 }

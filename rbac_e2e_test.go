@@ -480,8 +480,8 @@ func TestGuardAudit(t *testing.T) {
 	call(t, cs, "delete-data", toolArgs["delete-data"])
 	out := logs.String()
 	for _, want := range []string{
-		`"msg":"mcpauth: access denied","outcome":"denied","reason":"role","layer":"mcp","tool":"delete-data","method":"apikey","subject":"viewer-user","key_id":"` + mcpauth.APIKeyID(f.keys["viewer"]) + `"`,
-		`"msg":"mcpauth: access allowed","outcome":"allowed","layer":"mcp","tool":"read-data"`,
+		`"msg":"mcpauth: access denied","kind":"authorization","outcome":"denied","reason":"role","layer":"mcp","tool":"delete-data","method":"apikey","subject":"viewer-user","key_id":"` + mcpauth.APIKeyID(f.keys["viewer"]) + `"`,
+		`"msg":"mcpauth: access allowed","kind":"authorization","outcome":"success","layer":"mcp","tool":"read-data"`,
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("audit log lacks %s:\n%s", want, out)

@@ -18,19 +18,27 @@ import (
 
 // GuardOptions configures [NewGuard]. The zero value is the strict setting.
 type GuardOptions struct {
-	// Logger receives one audit event per decision: denials at Warn,
-	// allowed calls at Debug (the authentication event at Info already
-	// records who called). Events carry the subject, method, key ID, what
-	// was called and the reason; never a credential. Nil (the default)
-	// means slog.Default(), looked up at each event.
+	// Events receives one [Event] per decision (kind authorization):
+	// denials, and allowed calls, which the log sink writes at Debug (the
+	// authentication event at Info already records who called). Events
+	// carry the subject, method, key ID, what was called and the reason;
+	// never a credential. Nil (the default) means [LogEvents] on Logger.
+	Events EventSink
+	// Logger is where the default event sink writes; nil (the default)
+	// means slog.Default(), looked up at each event. It is not used when
+	// Events is set.
 	Logger *slog.Logger
 
-	// MaxRateLimiters caps the number of per-caller rate limiters kept in
-	// memory, so that a flood of distinct callers cannot exhaust it. A
-	// limiter whose bucket has refilled is dropped first (which changes
-	// nothing); past the cap the least recently used one is dropped, which
-	// gives its caller a full bucket early. Zero (the default) means 65,536,
-	// some 22 MB at most.
+	// MaxRateLimiters caps the number of per-caller rate limiters (one per
+	// caller and rate-limited rule) kept in memory, so that a flood of
+	// distinct callers cannot exhaust it. The cap is for all callers
+	// together: nothing is dropped while there is room. A limiter whose
+	// bucket has refilled is dropped first (which changes nothing); when
+	// the map is full and none has, the one that will be full soonest is
+	// dropped (among rules of one rate, the least recently used), which
+	// gives its caller a full bucket early. Zero (the default) means
+	// 65,536, some 22 MB at most. Fewer than the policy's rate-limited rules
+	// is an error: one caller could then push out its own spent buckets.
 	MaxRateLimiters int
 
 	// AllowMethods names the custom methods (added with
@@ -63,7 +71,7 @@ type GuardOptions struct {
 // A Guard is safe for concurrent use.
 type Guard struct {
 	c        *compiled
-	logger   *slog.Logger
+	events   EventSink
 	peek     int64
 	limiters *limiter.Map // nil when no rule has a rate limit
 	methods  []string     // GuardOptions.AllowMethods
@@ -80,7 +88,8 @@ type Guard struct {
 
 // NewGuard compiles the policy. It returns an error for an invalid policy:
 // an undeclared role, a cycle of inheritance, a malformed pattern or rate
-// limit, two rules for one pattern, or a rule that requires nothing.
+// limit, two rules for one pattern, or a rule that requires nothing; and for
+// a GuardOptions.MaxRateLimiters below the number of rate-limited rules.
 func NewGuard(p *Policy, opts *GuardOptions) (*Guard, error) {
 	c, err := compilePolicy(p)
 	if err != nil {
@@ -88,21 +97,29 @@ func NewGuard(p *Policy, opts *GuardOptions) (*Guard, error) {
 	}
 	g := &Guard{c: c, peek: 1 << 20, now: time.Now}
 	if opts != nil {
-		g.logger = opts.Logger
+		g.events = sinkFor(opts.Events, opts.Logger)
 		if opts.MaxPeekBytes > 0 {
 			g.peek = opts.MaxPeekBytes
 		}
 		g.methods = slices.Clone(opts.AllowMethods)
 	}
+	limited := 0
 	for _, r := range c.rules {
 		if r.limited {
-			n := 65536
-			if opts != nil && opts.MaxRateLimiters > 0 {
-				n = opts.MaxRateLimiters
-			}
-			g.limiters = limiter.New(n, func() time.Time { return g.now() })
-			break
+			limited++
 		}
+	}
+	if limited > 0 {
+		n := 65536
+		if opts != nil && opts.MaxRateLimiters > 0 {
+			n = opts.MaxRateLimiters
+		}
+		if n < limited {
+			// One caller calling every limited tool would fill the map
+			// and push out its own spent buckets, which come back full.
+			return nil, fmt.Errorf("mcpauth: GuardOptions.MaxRateLimiters is %d, fewer than the policy's %d rate-limited rules", n, limited)
+		}
+		g.limiters = limiter.New(n, func() time.Time { return g.now() })
 	}
 	return g, nil
 }
@@ -226,7 +243,7 @@ func (g *Guard) Middleware() mcp.Middleware {
 				}
 				p := PrincipalFromRequest(req)
 				if _, err := g.c.decide(p, k, name); err != nil {
-					audit(ctx, g.logger, slog.LevelWarn, "mcp", p, k, name, err)
+					audit(ctx, g.events, "mcp", method, p, k, name, err)
 					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
 				}
 			case "prompts/list":
@@ -246,7 +263,7 @@ func (g *Guard) Middleware() mcp.Middleware {
 						if p == nil {
 							err = errUnauthenticated
 						}
-						auditMethod(ctx, g.logger, p, method, err)
+						audit(ctx, g.events, "mcp", method, p, kindNone, "", err)
 						return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
 					}
 				}
@@ -271,19 +288,7 @@ var standardMethods = map[string]bool{
 	"notifications/progress": true, "notifications/roots/list_changed": true,
 }
 
-var errMethod = &accessError{class: ErrForbidden, reason: "method", msg: "mcpauth: access denied: the guard does not allow this method"}
-
-func auditMethod(ctx context.Context, l *slog.Logger, p *Principal, method string, err error) {
-	if l == nil {
-		l = slog.Default()
-	}
-	attrs := []slog.Attr{slog.String("outcome", "denied"), slog.String("reason", err.(*accessError).reason),
-		slog.String("layer", "mcp"), slog.String("rpc_method", method)}
-	if p != nil {
-		attrs = append(attrs, slog.String("method", string(p.Method)), slog.String("subject", p.Subject))
-	}
-	l.LogAttrs(ctx, slog.LevelWarn, "mcpauth: access denied", attrs...)
-}
+var errMethod = &refusal{class: ErrForbidden, reason: "method", msg: "mcpauth: access denied: the guard does not allow this method"}
 
 // GuardTool wraps one typed tool handler with the guard, for servers that
 // guard some tools rather than install [Guard.Middleware]. It makes the same
@@ -333,10 +338,10 @@ func (g *Guard) authorize(ctx context.Context, req mcp.Request, k kind, name str
 		}
 	}
 	if err != nil {
-		audit(ctx, g.logger, slog.LevelWarn, "mcp", p, k, name, err)
+		audit(ctx, g.events, "mcp", "", p, k, name, err)
 		return err
 	}
-	audit(ctx, g.logger, slog.LevelDebug, "mcp", p, k, name, nil)
+	audit(ctx, g.events, "mcp", "", p, k, name, nil)
 	return nil
 }
 
@@ -345,7 +350,7 @@ func rateLimitError(k kind, retry time.Duration) error {
 	if secs < 1 {
 		secs = 1
 	}
-	return &accessError{
+	return &refusal{
 		class:      ErrRateLimited,
 		reason:     "rate_limited",
 		msg:        "mcpauth: rate limit exceeded for this " + kindNames[k] + ": retry after " + strconv.FormatInt(secs, 10) + "s",
@@ -504,42 +509,29 @@ func keep[T any](in []T, ok func(T) bool) []T {
 	return out
 }
 
-func audit(ctx context.Context, l *slog.Logger, level slog.Level, layer string, p *Principal, k kind, name string, err error) {
-	if l == nil {
-		l = slog.Default()
-	}
-	if !l.Enabled(ctx, level) {
-		return
-	}
-	attrs := make([]slog.Attr, 0, 8)
+// audit reports the guard's decision on name, of kind k (kindNone for a
+// method), as an authorization event.
+func audit(ctx context.Context, sink EventSink, layer, rpcMethod string, p *Principal, k kind, name string, err error) {
+	e := Event{Kind: EventAuthorization, Outcome: OutcomeSuccess, Layer: layer, RPCMethod: rpcMethod}
 	if err != nil {
-		var ae *accessError
-		reason := "forbidden"
-		if errors.As(err, &ae) {
-			reason = ae.reason
+		e.Outcome, e.Reason = OutcomeDenied, "forbidden"
+		if f := (*refusal)(nil); errors.As(err, &f) && f.reason != "" {
+			e.Reason = f.reason
 		}
-		attrs = append(attrs, slog.String("outcome", "denied"), slog.String("reason", reason))
-	} else {
-		attrs = append(attrs, slog.String("outcome", "allowed"))
 	}
-	attrs = append(attrs, slog.String("layer", layer), slog.String(kindNames[k], name))
+	if k != kindNone {
+		e.TargetKind, e.Target = kindNames[k], name
+	}
 	if p != nil {
-		attrs = append(attrs, slog.String("method", string(p.Method)), slog.String("subject", p.Subject))
-		if p.KeyID != "" {
-			attrs = append(attrs, slog.String("key_id", p.KeyID))
-		}
+		e.Method, e.Issuer, e.Subject, e.KeyID, e.ClientID = p.Method, p.Issuer, p.Subject, p.KeyID, p.ClientID
 	}
-	msg := "mcpauth: access allowed"
-	if err != nil {
-		msg = "mcpauth: access denied"
-	}
-	l.LogAttrs(ctx, level, msg, attrs...)
+	emit(ctx, sink, e)
 }
 
 // Validate compares the policy with what server offers. It returns an error
 // naming each rule for a tool, prompt or resource the server does not have
 // (most often a typo, which would leave the real one denied to everyone).
-// It logs a warning, through the guard's logger, for each tool no rule
+// It reports a configuration event, through the guard's sink, for each tool no rule
 // covers (denied to every caller) and each prefix rule that matches nothing.
 // Call it at start-up, after the server's tools are added.
 //
@@ -594,12 +586,8 @@ func (g *Guard) Validate(ctx context.Context, server *mcp.Server) error {
 		}
 	}
 	errs, warnings := g.c.validate(names)
-	l := g.logger
-	if l == nil {
-		l = slog.Default()
-	}
 	for _, w := range warnings {
-		l.LogAttrs(ctx, slog.LevelWarn, "mcpauth: policy: "+w)
+		emit(ctx, g.events, Event{Kind: EventConfiguration, Outcome: OutcomeFailure, Reason: "policy", Detail: w})
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("mcpauth: policy does not match the server: %w", errors.Join(errs...))

@@ -61,11 +61,15 @@ var errNegativeTTL = errors.New("mcpauth: store: negative ttl")
 // it survives a restart. Expired entries are dropped as they are met and
 // by a sweep of one shard every few writes, so its size follows what is
 // live.
+//
+// The zero value is an empty store, ready to use.
 type MemoryStore struct {
-	seed   maphash.Seed
 	shards [memoryShards]memoryShard
-	now    func() time.Time
+	now    func() time.Time // nil means time.Now
 }
+
+// shardSeed spreads keys over the shards of every MemoryStore.
+var shardSeed = maphash.MakeSeed()
 
 const (
 	memoryShards = 32
@@ -91,15 +95,18 @@ func NewMemoryStore() *MemoryStore {
 }
 
 func newMemoryStore(now func() time.Time) *MemoryStore {
-	s := &MemoryStore{seed: maphash.MakeSeed(), now: now}
-	for i := range s.shards {
-		s.shards[i].entries = make(map[string]memoryEntry)
-	}
-	return s
+	return &MemoryStore{now: now}
 }
 
 func (s *MemoryStore) shard(key string) *memoryShard {
-	return &s.shards[maphash.String(s.seed, key)%memoryShards]
+	return &s.shards[maphash.String(shardSeed, key)%memoryShards]
+}
+
+func (s *MemoryStore) clock() time.Time {
+	if s.now == nil {
+		return time.Now()
+	}
+	return s.now()
 }
 
 func (s *MemoryStore) deadline(ttl time.Duration) (int64, error) {
@@ -109,7 +116,7 @@ func (s *MemoryStore) deadline(ttl time.Duration) (int64, error) {
 	case ttl == 0:
 		return 0, nil
 	}
-	return s.now().Add(ttl).UnixNano(), nil
+	return s.clock().Add(ttl).UnixNano(), nil
 }
 
 // live returns key's entry if it has one that has not expired, dropping an
@@ -146,7 +153,7 @@ func (s *MemoryStore) Get(ctx context.Context, key string) ([]byte, error) {
 	}
 	sh := s.shard(key)
 	sh.mu.Lock()
-	e, ok := sh.live(key, s.now().UnixNano())
+	e, ok := sh.live(key, s.clock().UnixNano())
 	sh.mu.Unlock()
 	if !ok {
 		return nil, ErrNotFound
@@ -172,12 +179,15 @@ func (s *MemoryStore) put(ctx context.Context, key string, value []byte, ttl tim
 	if err != nil {
 		return err
 	}
-	now := s.now().UnixNano()
+	now := s.clock().UnixNano()
 	sh := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if _, ok := sh.live(key, now); ok && create {
 		return ErrExists
+	}
+	if sh.entries == nil {
+		sh.entries = make(map[string]memoryEntry)
 	}
 	sh.entries[key] = memoryEntry{value: clone(value), expires: exp}
 	sh.wrote(now)
@@ -191,7 +201,7 @@ func (s *MemoryStore) Take(ctx context.Context, key string) ([]byte, error) {
 	}
 	sh := s.shard(key)
 	sh.mu.Lock()
-	e, ok := sh.live(key, s.now().UnixNano())
+	e, ok := sh.live(key, s.clock().UnixNano())
 	if ok {
 		delete(sh.entries, key)
 	}
@@ -223,7 +233,7 @@ func (s *MemoryStore) Incr(ctx context.Context, key string, ttl time.Duration) (
 	if err != nil {
 		return 0, err
 	}
-	now := s.now().UnixNano()
+	now := s.clock().UnixNano()
 	sh := s.shard(key)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -235,6 +245,9 @@ func (s *MemoryStore) Incr(ctx context.Context, key string, ttl time.Duration) (
 		exp = e.expires
 	}
 	n++
+	if sh.entries == nil {
+		sh.entries = make(map[string]memoryEntry)
+	}
 	sh.entries[key] = memoryEntry{value: strconv.AppendInt(nil, n, 10), expires: exp}
 	sh.wrote(now)
 	return n, nil
@@ -252,7 +265,7 @@ func (s *MemoryStore) List(ctx context.Context, prefix string, fn func(key strin
 			return err
 		}
 		sh := &s.shards[i]
-		now := s.now().UnixNano()
+		now := s.clock().UnixNano()
 		var found []kv
 		sh.mu.Lock()
 		for k, e := range sh.entries {

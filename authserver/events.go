@@ -3,8 +3,6 @@ package authserver
 import (
 	"context"
 	"net/http"
-	"strings"
-	"unicode/utf8"
 
 	"github.com/mcpauth/mcpauth"
 )
@@ -66,49 +64,5 @@ func (s *Server) record(r *http.Request, e mcpauth.Event) {
 			e.RequestID = ids[0]
 		}
 	}
-	e.Reason = bound(e.Reason)
-	e.Subject = bound(e.Subject)
-	e.KeyID = bound(e.KeyID)
-	e.ClientID = bound(e.ClientID)
-	e.RemoteAddr = bound(e.RemoteAddr)
-	e.RequestID = bound(e.RequestID)
-	e.Detail = bound(e.Detail)
-	s.events.Record(ctx, e)
-}
-
-// bound is the root package's bounding of event values, which it does not
-// export: at most mcpauth.MaxEventValueLen bytes of valid UTF-8 without
-// control characters, cut values marked.
-func bound(v string) string {
-	clean := len(v) <= mcpauth.MaxEventValueLen
-	for i := 0; clean && i < len(v); i++ {
-		if c := v[i]; c < 0x20 || c == 0x7f || c >= 0x80 {
-			clean = false
-		}
-	}
-	if clean {
-		return v
-	}
-	const cutMark = "…[cut]"
-	var b strings.Builder
-	cut := false
-	for _, r := range v {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
-			r = utf8.RuneError
-		}
-		if b.Len()+utf8.RuneLen(r) > mcpauth.MaxEventValueLen {
-			cut = true
-			break
-		}
-		b.WriteRune(r)
-	}
-	out := b.String()
-	if !cut {
-		return out
-	}
-	for len(out)+len(cutMark) > mcpauth.MaxEventValueLen {
-		_, size := utf8.DecodeLastRuneInString(out)
-		out = out[:len(out)-size]
-	}
-	return out + cutMark
+	s.events.Record(ctx, e.Bounded())
 }

@@ -248,7 +248,7 @@ func TestMCPRefreshAfterExpiry(t *testing.T) {
 			first = tok.AccessToken
 			env.clock.Advance(11 * time.Second) // the server's view: the token has expired
 			v, _ := env.as.Verifier()
-			if _, err := v.Verify(context.Background(), first); !errors.Is(err, mcpauth.ErrTokenExpired) {
+			if _, err := v.Verify(context.Background(), first); !errors.Is(err, mcpauth.ErrExpired) {
 				t.Fatalf("first token after the clock moved: %v", err)
 			}
 			whoami(t, cs, "alice", "editor")

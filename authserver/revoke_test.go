@@ -43,11 +43,11 @@ func TestRevokeAccessToken(t *testing.T) {
 		t.Errorf("after revocation: %d", code)
 	}
 	// A verifier in another process sharing the store sees it too: the
-	// root's JWTVerifier with the JWKS URL and StoreRevocations.
+	// root's JWTVerifier with the JWKS URL and the same Store.
 	ext, err := mcpauth.NewJWTVerifier(mcpauth.JWTVerifierOptions{
-		Issuers:     []mcpauth.TrustedIssuer{{Issuer: env.as.Issuer(), Audiences: []string{env.resource()}, JWKSURL: env.url("/jwks.json"), Method: mcpauth.MethodOAuth}},
-		Revocations: StoreRevocations(env.store),
-		Clock:       env.clock.Now,
+		Issuers: []mcpauth.TrustedIssuer{{Issuer: env.as.Issuer(), Audiences: []string{env.resource()}, JWKSURL: env.url("/jwks.json"), Method: mcpauth.MethodOAuth}},
+		Store:   env.store,
+		Clock:   env.clock.Now,
 	})
 	if err != nil {
 		t.Fatal(err)

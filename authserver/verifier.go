@@ -3,7 +3,6 @@ package authserver
 import (
 	"context"
 	"crypto"
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -25,14 +24,13 @@ import (
 // request, so a token revoked by any replica sharing the Store stops
 // working at once. A resource server in another process that shares the
 // Store can verify the same tokens with an [mcpauth.JWTVerifier] whose
-// TrustedIssuer has the server's jwks_uri as JWKSURL and whose Revocations
-// are [StoreRevocations] of the Store.
+// TrustedIssuer has the server's jwks_uri as JWKSURL and whose Store is the
+// same Store.
 type Verifier struct {
-	s           *Server
-	audiences   []string
-	revocations mcpauth.RevocationStore
-	mu          sync.Mutex
-	cur         atomic.Pointer[verifierState]
+	s         *Server
+	audiences []string
+	mu        sync.Mutex
+	cur       atomic.Pointer[verifierState]
 }
 
 type verifierState struct {
@@ -49,7 +47,7 @@ func (s *Server) Verifier(audiences ...string) (*Verifier, error) {
 			audiences = append(audiences, r.raw)
 		}
 	}
-	v := &Verifier{s: s, audiences: slices.Clone(audiences), revocations: s.revocations()}
+	v := &Verifier{s: s, audiences: slices.Clone(audiences)}
 	if _, err := v.verifier(context.Background()); err != nil {
 		return nil, err
 	}
@@ -105,7 +103,7 @@ func (v *Verifier) verifier(ctx context.Context) (*mcpauth.JWTVerifier, error) {
 	if st := v.cur.Load(); st != nil && st.ring == ring {
 		return st.v, nil
 	}
-	jv, err := v.s.newJWTVerifier(ring, v.audiences, v.revocations)
+	jv, err := v.s.newJWTVerifier(ring, v.audiences)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +113,7 @@ func (v *Verifier) verifier(ctx context.Context) (*mcpauth.JWTVerifier, error) {
 	return jv, nil
 }
 
-func (s *Server) newJWTVerifier(ring *ringState, audiences []string, revocations mcpauth.RevocationStore) (*mcpauth.JWTVerifier, error) {
+func (s *Server) newJWTVerifier(ring *ringState, audiences []string) (*mcpauth.JWTVerifier, error) {
 	keys := make([]crypto.PublicKey, 0, len(ring.published))
 	for _, iss := range ring.published {
 		keys = append(keys, iss.PublicKey())
@@ -126,60 +124,20 @@ func (s *Server) newJWTVerifier(ring *ringState, audiences []string, revocations
 			Audiences:              audiences,
 			Method:                 mcpauth.MethodOAuth,
 			PublicKeys:             keys,
-			Algorithms:             []string{ring.signer.Algorithm()},
+			Algorithms:             []string{s.keys.alg},
 			RequireAccessTokenType: true,
 		}},
-		Revocations: revocations,
-		Clock:       s.now,
+		Store: s.store,
+		Clock: s.now,
 	})
-}
-
-// keyRevoked is the kind of the store keys of revoked access tokens.
-const keyRevoked = "revoked"
-
-// StoreRevocations returns an [mcpauth.RevocationStore] kept in store: a
-// revoked token named id (for a token with a jti, [mcpauth.JWTVerifier]
-// names it "jti:<iss>#<jti>") is recorded under "revoked:<id>" until the
-// token expires. The server records its revocations this way, so a
-// JWTVerifier given StoreRevocations of the same Store sees them.
-func StoreRevocations(store mcpauth.Store) mcpauth.RevocationStore {
-	return storeRevocations{store: store, now: time.Now}
-}
-
-func (s *Server) revocations() storeRevocations {
-	return storeRevocations{store: s.store, now: s.now}
-}
-
-type storeRevocations struct {
-	store mcpauth.Store
-	now   func() time.Time
-}
-
-// Revoke implements [mcpauth.RevocationStore].
-func (r storeRevocations) Revoke(ctx context.Context, id string, expiry time.Time) error {
-	var ttl time.Duration
-	if !expiry.IsZero() {
-		if ttl = expiry.Sub(r.now()); ttl <= 0 {
-			return nil
-		}
-		ttl += time.Minute // the verifier's leeway, and clocks that differ
-	}
-	return r.store.Set(ctx, keyRevoked+":"+id, []byte("1"), ttl)
-}
-
-// IsRevoked implements [mcpauth.RevocationStore].
-func (r storeRevocations) IsRevoked(ctx context.Context, id string) (bool, error) {
-	_, err := r.store.Get(ctx, keyRevoked+":"+id)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, mcpauth.ErrNotFound):
-		return false, nil
-	}
-	return false, err
 }
 
 // revokeAccessToken records an access token of this server as revoked.
 func (s *Server) revokeAccessToken(ctx context.Context, jti string, exp time.Time) error {
-	return s.revocations().Revoke(ctx, "jti:"+s.issuer+"#"+jti, exp)
+	ttl := exp.Sub(s.now())
+	if ttl <= 0 {
+		return nil // expired: nothing to revoke
+	}
+	// A minute past exp: the verifier's leeway, and clocks that differ.
+	return mcpauth.RevokeToken(ctx, s.store, s.issuer, jti, ttl+time.Minute)
 }

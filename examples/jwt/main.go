@@ -13,8 +13,13 @@
 //	TOKEN=$(go run ./examples/jwt -mint -sub alice -roles admin)
 //	go run ./examples/jwt
 //
-// Every flag but -mint and its companions can also be set in the
-// environment: JWT_ISSUER, JWT_AUDIENCE, JWKS_URL.
+// -mint prints the token alone on stdout, and the client configurations
+// that carry it on stderr. Give it the server's -addr (and -tls-cert and
+// -tls-key) too, or the same -audience: the token's aud is the server's URL. -issuer, -audience and -jwks-url can also be set
+// in the environment: JWT_ISSUER, JWT_AUDIENCE, JWKS_URL. -addr, -tls-cert
+// and -tls-key say where and how to serve, as in every example.
+//
+// It stands alone: copy main.go and serve.go into a module of your own.
 package main
 
 import (
@@ -32,30 +37,34 @@ import (
 	"time"
 
 	"github.com/mcpauth/mcpauth"
-	"github.com/mcpauth/mcpauth/examples/internal/demo"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Getenv, os.Stdout); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
 		log.Fatal(err)
 	}
 }
 
 type config struct {
-	addr, issuer, audience, jwksURL string
-	secret                          []byte
-	mint                            bool
-	sub, roles, scopes              string
-	ttl                             time.Duration
+	server                    serverFlags
+	issuer, audience, jwksURL string
+	secret                    []byte
+	mint                      bool
+	sub, roles, scopes        string
+	ttl                       time.Duration
 }
 
-func parse(args []string, getenv func(string) string) (*config, error) {
+func parse(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
 	c := &config{}
 	fs := flag.NewFlagSet("jwt", flag.ContinueOnError)
-	fs.StringVar(&c.addr, "addr", "127.0.0.1:8080", "address to listen on")
+	fs.SetOutput(stderr)
+	c.server.register(fs)
 	fs.StringVar(&c.issuer, "issuer", or(getenv("JWT_ISSUER"), "mcp-auth-server"), "the iss of accepted tokens (env JWT_ISSUER)")
-	fs.StringVar(&c.audience, "audience", getenv("JWT_AUDIENCE"), "the aud of accepted tokens (env JWT_AUDIENCE); default http://ADDR/mcp")
+	fs.StringVar(&c.audience, "audience", getenv("JWT_AUDIENCE"), "the aud of accepted tokens (env JWT_AUDIENCE); default the URL clients use, http(s)://ADDR/mcp")
 	fs.StringVar(&c.jwksURL, "jwks-url", getenv("JWKS_URL"), "the identity provider's JWKS URL (env JWKS_URL); or set JWT_SECRET")
 	fs.BoolVar(&c.mint, "mint", false, "with JWT_SECRET: print a token for -sub, -roles and -scopes, and exit")
 	fs.StringVar(&c.sub, "sub", "tester", "-mint: the token's subject")
@@ -65,8 +74,11 @@ func parse(args []string, getenv func(string) string) (*config, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
+	if err := c.server.check(); err != nil {
+		return nil, err
+	}
 	if c.audience == "" {
-		c.audience = "http://" + c.addr + "/mcp"
+		c.audience = c.server.url()
 	}
 	if s := getenv("JWT_SECRET"); s != "" {
 		c.secret = []byte(strings.TrimSpace(s))
@@ -82,9 +94,13 @@ func parse(args []string, getenv func(string) string) (*config, error) {
 	return c, nil
 }
 
-func run(args []string, getenv func(string) string, stdout io.Writer) error {
-	c, err := parse(args, getenv)
+// run is main with its surroundings passed in, so that a test can run it.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	c, err := parse(args, getenv, stderr)
 	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
 		return err
 	}
 	if c.mint {
@@ -92,18 +108,24 @@ func run(args []string, getenv func(string) string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
+		// stdout is the token alone, for TOKEN=$(go run ./examples/jwt -mint).
 		fmt.Fprintln(stdout, token)
+		fmt.Fprintf(stderr, "A token for %s, valid for %s. Clients send it like this:\n\n", c.sub, c.ttl)
+		printClients(stderr, "jwt", c.server.url(), token)
 		return nil
 	}
+	logger := log.New(stderr, "", log.LstdFlags)
 	verifier, err := newVerifier(c)
 	if err != nil {
 		return err
 	}
 	defer verifier.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	log.Printf("MCP server on http://%s/mcp, accepting tokens from %s for %s", c.addr, c.issuer, c.audience)
-	return demo.ListenAndServe(ctx, c.addr, newHandler(verifier))
+	l, err := c.server.listen(logger)
+	if err != nil {
+		return err
+	}
+	logger.Printf("MCP server on %s (accepting tokens from %s for %s)", l.url, c.issuer, c.audience)
+	return serve(ctx, l, newHandler(verifier), logger)
 }
 
 // mint is the tutorial's create_token.
@@ -135,11 +157,49 @@ func newVerifier(c *config) (*mcpauth.JWTVerifier, error) {
 }
 
 func newHandler(auth mcpauth.Authenticator) http.Handler {
-	server := demo.NewServer("mcpauth-jwt")
+	server := mcp.NewServer(&mcp.Implementation{Name: "mcpauth-jwt", Version: "1.0.0"}, nil)
+	mcp.AddTool(server, &mcp.Tool{Name: "hello", Description: "Greet someone"}, hello)
+	mcp.AddTool(server, &mcp.Tool{Name: "whoami", Description: "Show who you are authenticated as"}, whoami)
 	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", mcpauth.Require(nil, auth)(handler))
 	return mux
+}
+
+type helloIn struct {
+	Name string `json:"name" jsonschema:"the name to greet"`
+}
+
+type helloOut struct {
+	Greeting string `json:"greeting"`
+}
+
+func hello(_ context.Context, _ *mcp.CallToolRequest, in helloIn) (*mcp.CallToolResult, helloOut, error) {
+	g := "Hello, " + in.Name + "!"
+	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: g}}}, helloOut{Greeting: g}, nil
+}
+
+// caller is the caller as the whoami tool shows it.
+type caller struct {
+	Subject string   `json:"subject"`
+	Method  string   `json:"method"`
+	Roles   []string `json:"roles"`
+	Scopes  []string `json:"scopes"`
+}
+
+// whoami reports the caller. It reads the principal from the request, never
+// from ctx, which in a session belongs to the session's first request: see
+// mcpauth.PrincipalFromRequest.
+func whoami(_ context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, caller, error) {
+	p := mcpauth.PrincipalFromRequest(req)
+	if p == nil {
+		return nil, caller{}, errors.New("not authenticated")
+	}
+	// Empty lists, not null, for clients that iterate over them.
+	c := caller{Subject: p.Subject, Method: string(p.Method), Roles: []string{}, Scopes: []string{}}
+	c.Roles = append(c.Roles, p.Roles...)
+	c.Scopes = append(c.Scopes, p.Scopes...)
+	return nil, c, nil
 }
 
 func list(s string) []string {

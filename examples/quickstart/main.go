@@ -1,17 +1,20 @@
 // Command quickstart serves an MCP server protected by API keys.
 //
-//	go run ./examples/quickstart
+//	go run ./examples/quickstart [-addr 127.0.0.1:8080] [-tls-cert cert.pem -tls-key key.pem]
 //
 // It reads keys from MCP_API_KEYS (KEY, KEY:SUBJECT or KEY:SUBJECT:ROLE|ROLE,
-// comma-separated). With none, it generates one, prints it once with a client
-// configuration to paste, and serves.
+// comma-separated). With none, it generates one, prints it once with the
+// client configurations to paste, and serves.
+//
+// It stands alone: copy main.go and serve.go into a module of your own.
 package main
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net/http"
 	"os"
@@ -19,30 +22,47 @@ import (
 	"syscall"
 
 	"github.com/mcpauth/mcpauth"
-	"github.com/mcpauth/mcpauth/examples/internal/demo"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
-	flag.Parse()
-	if err := run(*addr); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(addr string) error {
-	mux, generated, err := newHandler(os.Getenv(mcpauth.EnvAPIKeys))
+// run is main with its surroundings passed in, so that a test can run it.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("quickstart", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sf serverFlags
+	sf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	logger := log.New(stderr, "", log.LstdFlags)
+
+	h, generated, err := newHandler(getenv(mcpauth.EnvAPIKeys))
+	if err != nil {
+		return err
+	}
+	l, err := sf.listen(logger)
 	if err != nil {
 		return err
 	}
 	if generated != "" {
-		printClientConfig(addr, generated)
+		fmt.Fprintf(stdout, "No %s set: generated an API key for this run. It is shown once.\n\n  %s\n\n", mcpauth.EnvAPIKeys, generated)
+		fmt.Fprintf(stdout, "To keep it across restarts: export %s='%s:quickstart'\n\n", mcpauth.EnvAPIKeys, generated)
+		printClients(stdout, "quickstart", l.url, generated)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	log.Printf("MCP server on http://%s/mcp", addr)
-	return demo.ListenAndServe(ctx, addr, mux)
+	logger.Printf("MCP server on %s", l.url)
+	return serve(ctx, l, h, logger)
 }
 
 // newHandler returns the server's handler for the keys in env (the
@@ -63,36 +83,47 @@ func newHandler(env string) (_ http.Handler, generated string, _ error) {
 		return nil, "", err
 	}
 
-	server := demo.NewServer("mcpauth-quickstart")
+	server := mcp.NewServer(&mcp.Implementation{Name: "mcpauth-quickstart", Version: "1.0.0"}, nil)
+	mcp.AddTool(server, &mcp.Tool{Name: "hello", Description: "Greet someone"}, hello)
+	mcp.AddTool(server, &mcp.Tool{Name: "whoami", Description: "Show who you are authenticated as"}, whoami)
 	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", mcpauth.Require(nil, auth)(handler))
 	return mux, generated, nil
 }
 
-// printClientConfig prints a generated key once, in the configuration that
-// Claude Desktop and VS Code read.
-func printClientConfig(addr, key string) {
-	url := "http://" + addr + "/mcp"
-	claude := map[string]any{"mcpServers": map[string]any{"quickstart": map[string]any{
-		"url": url, "headers": map[string]string{"Authorization": "Bearer " + key},
-	}}}
-	vscode := map[string]any{"servers": map[string]any{"quickstart": map[string]any{
-		"type": "http", "url": url, "headers": map[string]string{"X-API-Key": key},
-	}}}
-	c, _ := json.MarshalIndent(claude, "", "  ")
-	v, _ := json.MarshalIndent(vscode, "", "  ")
-	fmt.Printf(`No MCP_API_KEYS set: generated an API key for this run. It is shown once.
+type helloIn struct {
+	Name string `json:"name" jsonschema:"the name to greet"`
+}
 
-  %s
+type helloOut struct {
+	Greeting string `json:"greeting"`
+}
 
-Claude Desktop (claude_desktop_config.json):
-%s
+func hello(_ context.Context, _ *mcp.CallToolRequest, in helloIn) (*mcp.CallToolResult, helloOut, error) {
+	g := "Hello, " + in.Name + "!"
+	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: g}}}, helloOut{Greeting: g}, nil
+}
 
-VS Code (.vscode/mcp.json):
-%s
+// caller is the caller as the whoami tool shows it.
+type caller struct {
+	Subject string   `json:"subject"`
+	Method  string   `json:"method"`
+	Roles   []string `json:"roles"`
+	Scopes  []string `json:"scopes"`
+}
 
-To keep it across restarts: export %s='%s:quickstart'
-
-`, key, c, v, mcpauth.EnvAPIKeys, key)
+// whoami reports the caller. It reads the principal from the request, never
+// from ctx, which in a session belongs to the session's first request: see
+// mcpauth.PrincipalFromRequest.
+func whoami(_ context.Context, req *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, caller, error) {
+	p := mcpauth.PrincipalFromRequest(req)
+	if p == nil {
+		return nil, caller{}, errors.New("not authenticated")
+	}
+	// Empty lists, not null, for clients that iterate over them.
+	c := caller{Subject: p.Subject, Method: string(p.Method), Roles: []string{}, Scopes: []string{}}
+	c.Roles = append(c.Roles, p.Roles...)
+	c.Scopes = append(c.Scopes, p.Scopes...)
+	return nil, c, nil
 }

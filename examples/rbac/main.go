@@ -1,7 +1,7 @@
 // Command rbac serves the tutorial's four tools behind API keys and the RBAC
 // guard: each caller sees, and may call, only the tools of its role.
 //
-//	go run ./examples/rbac [-addr 127.0.0.1:8080] [-policy policy.yaml]
+//	go run ./examples/rbac [-addr 127.0.0.1:8080] [-policy policy.yaml] [-tls-cert cert.pem -tls-key key.pem]
 //
 // Roles form a hierarchy, admin ⊇ editor ⊇ viewer:
 //
@@ -11,65 +11,90 @@
 //	manage-users  admin     20 calls/min
 //
 // Keys come from MCP_API_KEYS as KEY:SUBJECT:ROLE entries, comma-separated.
-// With none, it generates one key per role and prints them once.
+// With none, it generates one key per role and prints them once. A key whose
+// role the policy does not declare stops it at start-up.
+//
+// It stands alone: copy main.go and serve.go (and policy.yaml, if you use
+// -policy) into a module of your own.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net/http"
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 
 	"github.com/mcpauth/mcpauth"
-	"github.com/mcpauth/mcpauth/examples/internal/demo"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 func main() {
-	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
-	policyFile := flag.String("policy", "", "JSON or YAML policy `file`; empty means the tutorial's policy, built in Go")
-	flag.Parse()
-	if err := run(*addr, *policyFile); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(addr, policyFile string) error {
+// run is main with its surroundings passed in, so that a test can run it.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("rbac", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var sf serverFlags
+	sf.register(fs)
+	policyFile := fs.String("policy", "", "JSON or YAML policy `file`; empty means the tutorial's policy, built in Go")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	logger := log.New(stderr, "", log.LstdFlags)
+
 	policy := tutorialPolicy()
-	if policyFile != "" {
+	if *policyFile != "" {
 		var err error
-		if policy, err = mcpauth.LoadPolicy(policyFile); err != nil {
+		if policy, err = mcpauth.LoadPolicy(*policyFile); err != nil {
 			return err
 		}
 	}
-	h, generated, err := newHandler(os.Getenv(mcpauth.EnvAPIKeys), policy)
+	h, generated, err := newHandler(getenv(mcpauth.EnvAPIKeys), policy)
+	if err != nil {
+		return err
+	}
+	l, err := sf.listen(logger)
 	if err != nil {
 		return err
 	}
 	if len(generated) > 0 {
-		fmt.Printf("No %s set: generated one API key per role for this run. They are shown once.\n\n", mcpauth.EnvAPIKeys)
-		for _, k := range generated {
-			fmt.Printf("  %-7s %s\n", k.Roles[0], k.Key)
-		}
-		fmt.Printf("\nTo keep them across restarts:\n  export %s='", mcpauth.EnvAPIKeys)
-		for i, k := range generated {
-			if i > 0 {
-				fmt.Print(",")
-			}
-			fmt.Printf("%s:%s:%s", k.Key, k.Subject, k.Roles[0])
-		}
-		fmt.Print("'\n\n")
+		printGenerated(stdout, l.url, generated)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	log.Printf("MCP server on http://%s/mcp", addr)
-	return demo.ListenAndServe(ctx, addr, h)
+	logger.Printf("MCP server on %s", l.url)
+	return serve(ctx, l, h, logger)
+}
+
+// printGenerated prints the generated keys once, how to keep them, and the
+// client configurations for the first (the viewer's).
+func printGenerated(w io.Writer, url string, keys []mcpauth.APIKey) {
+	fmt.Fprintf(w, "No %s set: generated one API key per role for this run. They are shown once.\n\n", mcpauth.EnvAPIKeys)
+	entries := make([]string, len(keys))
+	for i, k := range keys {
+		fmt.Fprintf(w, "  %-7s %s\n", k.Roles[0], k.Key)
+		entries[i] = k.Key + ":" + k.Subject + ":" + k.Roles[0]
+	}
+	fmt.Fprintf(w, "\nTo keep them across restarts:\n  export %s='%s'\n\n", mcpauth.EnvAPIKeys, strings.Join(entries, ","))
+	fmt.Fprintf(w, "Clients, with the %s key (put another role's key in its place to see that role's tools):\n\n", keys[0].Roles[0])
+	printClients(w, "rbac", url, keys[0].Key)
 }
 
 // tutorialPolicy is the tutorial's permission table.
@@ -116,12 +141,10 @@ func newHandler(env string, policy *mcpauth.Policy) (_ http.Handler, generated [
 	if err != nil {
 		return nil, nil, err
 	}
-	// A key whose role the policy does not know would be allowed nothing:
-	// refuse to start instead.
-	for i, k := range keys {
-		if err := guard.CheckRoles(k.Roles...); err != nil {
-			return nil, nil, fmt.Errorf("%s entry %d: %w", mcpauth.EnvAPIKeys, i+1, err)
-		}
+	// A key whose role the policy does not declare (a misspelt "admn")
+	// would be allowed nothing, silently: refuse to start instead.
+	if err := guard.CheckRoles(auth.Roles()...); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", mcpauth.EnvAPIKeys, err)
 	}
 
 	server := mcp.NewServer(&mcp.Implementation{Name: "mcpauth-rbac", Version: "1.0.0"}, nil)

@@ -6,6 +6,21 @@ import (
 	"strings"
 )
 
+// The headers mcpauth reads, in the canonical form net/http stores them
+// under, so that a map lookup finds them without canonicalising.
+const (
+	Authorization = "Authorization"
+	APIKey        = "X-Api-Key" // X-API-Key
+	RequestID     = "X-Request-Id"
+)
+
+// Credentials reports how many credential headers h carries: each
+// Authorization and X-API-Key line counts. More than one makes a request
+// ambiguous, whatever the authenticators' order.
+func Credentials(h http.Header) int {
+	return len(h[Authorization]) + len(h[APIKey])
+}
+
 // MaxCredentialLen bounds a credential read from a header. Longer values are
 // rejected before any hashing or parsing.
 const MaxCredentialLen = 8 << 10
@@ -20,12 +35,20 @@ const MaxCredentialLen = 8 << 10
 // than MaxCredentialLen. canonical reports whether the header is exactly
 // "Bearer <token>" with a single space, the form go-sdk's own parser accepts.
 func Bearer(h http.Header) (token string, present, ok, canonical bool) {
+	token, present, ok, canonical, _ = BearerJWT(h)
+	return token, present, ok, canonical
+}
+
+// BearerJWT is [Bearer], and also reports whether the token looks like a
+// JWT (see [LooksLikeJWT]), from the one pass over the token that checks it
+// is a valid credential.
+func BearerJWT(h http.Header) (token string, present, ok, canonical, jwt bool) {
 	vals := h["Authorization"]
 	if len(vals) == 0 {
-		return "", false, false, false
+		return "", false, false, false, false
 	}
 	if len(vals) > 1 {
-		return "", true, false, false
+		return "", true, false, false, false
 	}
 	v := vals[0]
 	const scheme = "bearer"
@@ -34,17 +57,17 @@ func Bearer(h http.Header) (token string, present, ok, canonical bool) {
 		i++
 	}
 	if len(v)-i < len(scheme)+1 {
-		return "", true, false, false
+		return "", true, false, false, false
 	}
 	for j := 0; j < len(scheme); j++ {
 		if lower(v[i+j]) != scheme[j] {
-			return "", true, false, false
+			return "", true, false, false, false
 		}
 	}
 	canonical = i == 0 && v[:len(scheme)] == "Bearer"
 	i += len(scheme)
 	if !isSpace(v[i]) {
-		return "", true, false, false
+		return "", true, false, false, false
 	}
 	start := i
 	for i < len(v) && isSpace(v[i]) {
@@ -57,10 +80,14 @@ func Bearer(h http.Header) (token string, present, ok, canonical bool) {
 	}
 	canonical = canonical && end == len(v)
 	token = v[i:end]
-	if !Token(token) {
-		return "", true, false, false
+	if len(token) == 0 || len(token) > MaxCredentialLen {
+		return "", true, false, false, false
 	}
-	return token, true, true, canonical
+	cls := classes(token)
+	if cls&notToken != 0 {
+		return "", true, false, false, false
+	}
+	return token, true, true, canonical, cls&notJWT == 0 && jwtShape(token)
 }
 
 // Canonical reports whether h has exactly one Authorization header of the
@@ -105,42 +132,73 @@ func Token(s string) bool {
 	if len(s) == 0 || len(s) > MaxCredentialLen {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c >= 0x7f {
-			return false
-		}
-	}
-	return true
+	return classes(s)&notToken == 0
 }
 
 // LooksLikeJWT reports whether s has the shape of a JWS compact
 // serialization: three non-empty base64url segments separated by dots.
 // Bearer values are routed by this shape, so that an API-key authenticator
-// leaves JWTs to the JWT verifier and the other way round.
+// leaves JWTs to the JWT verifier and the other way round. Every bearer
+// request goes through it, with tokens of up to a few KiB: it costs three
+// IndexByte calls and one table lookup per byte.
 func LooksLikeJWT(s string) bool {
-	// Most bearer values that are not JWTs have no dot at all; IndexByte
-	// finds that out faster than the loop below.
-	if strings.IndexByte(s, '.') < 0 {
+	return jwtShape(s) && classes(s)&notJWT == 0
+}
+
+// jwtShape reports whether s has exactly two dots and no empty segment,
+// whatever its other bytes. Most bearer values that are not JWTs have no
+// dot at all, which the first IndexByte finds out.
+func jwtShape(s string) bool {
+	dot1 := strings.IndexByte(s, '.')
+	if dot1 <= 0 {
 		return false
 	}
-	dots := 0
-	seg := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
+	rest := s[dot1+1:]
+	dot2 := strings.IndexByte(rest, '.')
+	if dot2 <= 0 {
+		return false
+	}
+	last := rest[dot2+1:]
+	return len(last) > 0 && strings.IndexByte(last, '.') < 0
+}
+
+// The classes of a byte, as bits: a credential holds no byte of class
+// notToken, a JWS compact serialization no byte of class notJWT.
+const (
+	notToken = 1 << iota // a control character, a space, DEL or not ASCII
+	notJWT               // neither base64url (RFC 4648 §5) nor '.'
+)
+
+var class = func() (t [256]uint8) {
+	for c := range 256 {
+		if c <= ' ' || c >= 0x7f {
+			t[c] |= notToken
+		}
 		switch {
-		case c == '.':
-			if seg == 0 {
-				return false
-			}
-			dots++
-			seg = 0
-		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_':
-			seg++
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-', c == '_', c == '.':
 		default:
-			return false
+			t[c] |= notJWT
 		}
 	}
-	return dots == 2 && seg > 0
+	return t
+}()
+
+// classes returns the union of the classes of the bytes of s. It has no
+// branch that depends on the bytes, and four independent accumulators, so
+// that it runs at the speed of the loads.
+func classes(s string) uint8 {
+	var a, b, c, d uint8
+	for len(s) >= 4 {
+		a |= class[s[0]]
+		b |= class[s[1]]
+		c |= class[s[2]]
+		d |= class[s[3]]
+		s = s[4:]
+	}
+	for i := 0; i < len(s); i++ {
+		a |= class[s[i]]
+	}
+	return a | b | c | d
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' }

@@ -221,59 +221,10 @@ func Audience(v any) ([]string, bool) {
 	return nil, false
 }
 
-// DuplicateKeyFolded reports a key that appears twice in one object of
-// data, which is valid JSON, comparing keys as encoding/json matches struct
-// fields: without regard to case, under Unicode simple folding.
-func DuplicateKeyFolded(data []byte) (string, bool) {
-	type frame struct {
-		keys  map[string]bool // nil in an array
-		inKey bool            // the next token is a key or '}'
-	}
-	var stack []frame
-	// valueDone ends a value: in an object, a key comes next.
-	valueDone := func() {
-		if n := len(stack); n > 0 && stack[n-1].keys != nil {
-			stack[n-1].inKey = true
-		}
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return "", false
-		}
-		if n := len(stack); n > 0 && stack[n-1].inKey {
-			if k, ok := tok.(string); ok {
-				// encoding/json matches field names case-insensitively
-				// (ROLES and roleſ are roles), so keys are compared
-				// folded. Role names differing only in case are refused
-				// with them, which is no loss.
-				f := foldKey(k)
-				if stack[n-1].keys[f] {
-					return k, true
-				}
-				stack[n-1].keys[f], stack[n-1].inKey = true, false
-				continue
-			}
-		}
-		switch tok {
-		case json.Delim('{'):
-			stack = append(stack, frame{keys: map[string]bool{}, inKey: true})
-		case json.Delim('['):
-			stack = append(stack, frame{})
-		case json.Delim('}'), json.Delim(']'):
-			stack = stack[:len(stack)-1]
-			valueDone()
-		default:
-			valueDone()
-		}
-	}
-}
-
-// foldKey maps each rune of s to the least rune of its Unicode simple
+// FoldKey maps each rune of s to the least rune of its Unicode simple
 // folding orbit, so that two strings are equal under strings.EqualFold
-// exactly when their foldKeys are equal.
-func foldKey(s string) string {
+// exactly when their FoldKeys are equal.
+func FoldKey(s string) string {
 	return strings.Map(func(r rune) rune {
 		least := r
 		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"slices"
 )
@@ -117,12 +116,12 @@ func (g *Guard) finishScopes(w http.ResponseWriter, r *http.Request, next http.H
 		next.ServeHTTP(w, r)
 		return
 	}
-	l := g.logger
-	if l == nil {
-		l = o.Logger
+	sink := g.events
+	if sink == nil {
+		sink = sinkFor(o.Events, o.Logger)
 	}
-	audit(r.Context(), l, slog.LevelWarn, "http", PrincipalFromHTTPRequest(r), k, name, first)
-	writeChallenge(w, &ScopeError{Required: missing}, o.ResourceMetadataURL)
+	audit(r.Context(), sink, "http", "", PrincipalFromHTTPRequest(r), k, name, first)
+	writeChallengeFor(w, &ScopeError{Required: missing}, o)
 }
 
 // guardedKind is the kind of target a method names, if the guard guards it.

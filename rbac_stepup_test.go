@@ -256,3 +256,37 @@ func TestRequireScopesSubscriptions(t *testing.T) {
 		})
 	}
 }
+
+// TestRequireScopesWithResource checks that the step-up challenge points to
+// the document a ProtectedResource serves when only Resource is set, as
+// Require's own challenges do, and never names offline_access.
+func TestRequireScopesWithResource(t *testing.T) {
+	pr, err := mcpauth.NewProtectedResource(mcpauth.ProtectedResourceOptions{
+		Resource:             "https://mcp.example.com/mcp",
+		AuthorizationServers: []string{"https://auth.example.com"},
+		ScopesSupported:      []string{"tools:read", "tools:write"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := mcpauth.NewGuard(scopePolicy(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := mcpauth.GenerateAPIKey()
+	ak, err := mcpauth.NewAPIKeys(mcpauth.APIKey{Key: key, Subject: "e", Roles: []string{"editor"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := &mcpauth.RequireOptions{Resource: pr}
+	h := mcpauth.Require(opts, ak)(g.RequireScopes(opts)(http.NotFoundHandler()))
+	r := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"write-data","arguments":{}}}`))
+	r.Header.Set("X-API-Key", key)
+	r.Header.Set("Content-Type", "application/json")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	challenge := w.Header().Get("WWW-Authenticate")
+	if w.Code != http.StatusForbidden || !strings.Contains(challenge, `resource_metadata="`+pr.MetadataURL()+`"`) || !strings.Contains(challenge, `scope="tools:write"`) {
+		t.Fatalf("%d %q, want 403 with resource_metadata %s and scope tools:write", w.Code, challenge, pr.MetadataURL())
+	}
+}

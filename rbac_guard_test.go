@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/base64"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/mcpauth/mcpauth"
 	"github.com/mcpauth/mcpauth/internal/mcptest"
@@ -40,12 +43,12 @@ func serveWithRoles(t *testing.T, mode mcptest.Mode, s *mcp.Server, roles ...str
 	return mcptest.Serve(t, mcpauth.Require(nil, ak)(mode.Handler(s))).URL, keys
 }
 
-// TestReviewListCursorLeaksNoForbiddenName: go-sdk's nextCursor is the
+// TestGuardListCursorLeaksNoForbiddenName: go-sdk's nextCursor is the
 // base64 of the last entry of the page, so a filtered page whose last entry
 // the caller may not see must not hand on that cursor: it would name the
 // forbidden entry. Every page's cursor and entries show only what the
 // caller may use, and paging still reaches everything it may use.
-func TestReviewListCursorLeaksNoForbiddenName(t *testing.T) {
+func TestGuardListCursorLeaksNoForbiddenName(t *testing.T) {
 	policy := &mcpauth.Policy{
 		Roles: map[string][]string{"viewer": nil, "admin": {"viewer"}},
 		Rules: []mcpauth.Rule{
@@ -166,11 +169,11 @@ func TestReviewListCursorLeaksNoForbiddenName(t *testing.T) {
 	}
 }
 
-// TestReviewSubscriptionsListenGuarded: under 2026-07-28 a client subscribes
+// TestGuardSubscriptionsListenGuarded: under 2026-07-28 a client subscribes
 // to a resource with subscriptions/listen (go-sdk's ClientSession.Subscribe
 // sends it), not resources/subscribe; the guard must decide its URIs as it
 // decides resources/subscribe.
-func TestReviewSubscriptionsListenGuarded(t *testing.T) {
+func TestGuardSubscriptionsListenGuarded(t *testing.T) {
 	policy := tutorialPolicy()
 	policy.Rules = append(policy.Rules,
 		mcpauth.Rule{Resource: "file:///public/*", Roles: []string{"viewer"}},
@@ -246,11 +249,11 @@ func TestReviewSubscriptionsListenGuarded(t *testing.T) {
 	}
 }
 
-// TestReviewPolicyYAMLOneDocument: a YAML policy is one document. A second
+// TestGuardPolicyYAMLOneDocument: a YAML policy is one document. A second
 // one used to be ignored without a word, and with it any rule it held: a
 // narrower exact rule ignored leaves a broader prefix rule to allow what it
 // was written to deny.
-func TestReviewPolicyYAMLOneDocument(t *testing.T) {
+func TestGuardPolicyYAMLOneDocument(t *testing.T) {
 	for _, tc := range []struct {
 		name, text string
 		ok         bool
@@ -270,14 +273,14 @@ func TestReviewPolicyYAMLOneDocument(t *testing.T) {
 	}
 }
 
-// TestReviewResourceURIForms: a resource rule matches the URI as written,
+// TestGuardResourceURIForms: a resource rule matches the URI as written,
 // but a handler that parses it (url.Parse, then path.Clean or
 // filepath.Join, as file servers do) reads what it denotes. A URI that
 // denotes the same resource in another form (dot segments, plain or
 // percent-encoded; percent-encoded letters; an upper-case scheme) could
 // match a broader rule than the resource it reaches. The guard refuses URIs
 // that are not in that sense normal.
-func TestReviewResourceURIForms(t *testing.T) {
+func TestGuardResourceURIForms(t *testing.T) {
 	policy := tutorialPolicy()
 	policy.Rules = append(policy.Rules,
 		mcpauth.Rule{Resource: "*", Roles: []string{"viewer"}},
@@ -339,10 +342,10 @@ func TestReviewResourceURIForms(t *testing.T) {
 	}
 }
 
-// TestReviewPolicyJSONDuplicateKeys: encoding/json keeps the last of two
+// TestGuardPolicyJSONDuplicateKeys: encoding/json keeps the last of two
 // equal keys without a word, so {"roles":["admin"],"roles":["user"]} opened
 // a tool meant for admins to users; YAML already refused duplicate keys.
-func TestReviewPolicyJSONDuplicateKeys(t *testing.T) {
+func TestGuardPolicyJSONDuplicateKeys(t *testing.T) {
 	for _, tc := range []struct {
 		name, text string
 		ok         bool
@@ -367,12 +370,12 @@ func TestReviewPolicyJSONDuplicateKeys(t *testing.T) {
 	}
 }
 
-// TestReviewPrefixRuleSharesOneBucket: a rate-limited prefix or "*" rule
+// TestGuardPrefixRuleSharesOneBucket: a rate-limited prefix or "*" rule
 // gives each caller one bucket for all the tools it covers, as the docs now
 // say (they said one per tool). One per tool name would let a caller mint
 // buckets with made-up names that match the pattern, and push its own real
 // bucket out of the bounded limiter map, refilled.
-func TestReviewPrefixRuleSharesOneBucket(t *testing.T) {
+func TestGuardPrefixRuleSharesOneBucket(t *testing.T) {
 	policy := &mcpauth.Policy{
 		Roles: map[string][]string{"admin": {"editor"}, "editor": {"viewer"}, "viewer": nil},
 		Rules: []mcpauth.Rule{{Tool: "*", Roles: []string{"viewer"}, RateLimit: "2/min"}},
@@ -391,11 +394,11 @@ func TestReviewPrefixRuleSharesOneBucket(t *testing.T) {
 	}
 }
 
-// TestReviewScopeTokens: a rule's scopes go into the WWW-Authenticate
+// TestGuardScopeTokens: a rule's scopes go into the WWW-Authenticate
 // challenge of RequireScopes, so each must be an RFC 6749 §3.3 scope-token
 // (printable ASCII but space, '"' and '\'); control characters and
 // non-ASCII were let through.
-func TestReviewScopeTokens(t *testing.T) {
+func TestGuardScopeTokens(t *testing.T) {
 	for _, tc := range []struct {
 		scope string
 		ok    bool
@@ -429,14 +432,14 @@ type searchResult struct {
 	Hits []string `json:"hits"`
 }
 
-// TestReviewCustomMethodsDenied: a method the guard does not know (one added
+// TestGuardCustomMethodsDenied: a method the guard does not know (one added
 // with mcp.AddReceivingCustomMethod, or one a later go-sdk adds, such as
 // tasks, which may hand out tool results) passed the guard to every caller,
 // and a custom method's handler is not given the request, so it cannot read
 // the caller itself. The guard denies such methods unless
 // GuardOptions.AllowMethods names them, and then only to authenticated
 // callers.
-func TestReviewCustomMethodsDenied(t *testing.T) {
+func TestGuardCustomMethodsDenied(t *testing.T) {
 	for _, mode := range mcptest.Modes {
 		for _, tc := range []struct {
 			name  string
@@ -485,13 +488,13 @@ func TestReviewCustomMethodsDenied(t *testing.T) {
 	}
 }
 
-// TestReviewWrapperMarkIsPerTool: the middleware marks the context of a call
+// TestGuardWrapperMarkIsPerTool: the middleware marks the context of a call
 // it has allowed so that a wrapped handler behind it does not decide the call
 // again. The mark used to say only "allowed", so a tool that dispatches to
 // other wrapped handlers with its own context (a composite tool) ran them
 // unchecked: a viewer's run-all reached delete-data. The mark now names
 // the tool the middleware allowed.
-func TestReviewWrapperMarkIsPerTool(t *testing.T) {
+func TestGuardWrapperMarkIsPerTool(t *testing.T) {
 	policy := tutorialPolicy()
 	policy.Rules = append(policy.Rules, mcpauth.Rule{Tool: "run", Roles: []string{"viewer"}})
 	for _, mode := range mcptest.Modes {
@@ -537,5 +540,195 @@ func TestReviewWrapperMarkIsPerTool(t *testing.T) {
 				t.Errorf("delete-data ran %d times, want 1 (the admin's)", n)
 			}
 		})
+	}
+}
+
+// hostDenoted is the host a resource handler that fetches an http(s) URI
+// reaches: what url.Parse gives, case-folded, without a trailing dot, with
+// full-width letters mapped as IDNA maps them, and an IP address in its
+// one form (an IPv4-mapped IPv6 address is the IPv4 address it maps).
+func hostDenoted(u *url.URL) string {
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	host = strings.Map(func(r rune) rune {
+		if 'Ａ' <= r && r <= 'ｚ' {
+			return unicode.ToLower(r - 'Ａ' + 'A')
+		}
+		return r
+	}, host)
+	if a, err := netip.ParseAddr(host); err == nil {
+		host = a.WithZone("").Unmap().String()
+	}
+	return host
+}
+
+// TestGuardResourceURIHostForms: rules match a resource URI as written, but
+// a handler that fetches an http(s) URI reaches its host however it is
+// spelt: in upper case, with a trailing dot, with userinfo, with the
+// scheme's default port or an empty one, percent-encoded, or as another
+// text of the same IP address. With intranet.example admin-only and
+// https://* open, a viewer read the admin-only resource through each of
+// those forms; the guard now refuses them.
+func TestGuardResourceURIHostForms(t *testing.T) {
+	policy := tutorialPolicy()
+	policy.Rules = append(policy.Rules,
+		mcpauth.Rule{Resource: "https://*", Roles: []string{"viewer"}},
+		mcpauth.Rule{Resource: "http://*", Roles: []string{"viewer"}},
+		mcpauth.Rule{Resource: "https://intranet.example/*", Roles: []string{"admin"}},
+		mcpauth.Rule{Resource: "http://intranet.example/*", Roles: []string{"admin"}},
+		mcpauth.Rule{Resource: "https://10.0.0.5/*", Roles: []string{"admin"}},
+		mcpauth.Rule{Resource: "https://[2001:db8::1]/*", Roles: []string{"admin"}},
+	)
+	g := mustGuard(t, policy)
+	s := mcp.NewServer(&mcp.Implementation{Name: "rbac", Version: "1"}, nil)
+	addTutorialTools(s, g, false)
+	read := func(_ context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		u, err := url.Parse(req.Params.URI)
+		if err != nil {
+			return nil, err
+		}
+		text := "public"
+		switch hostDenoted(u) {
+		case "intranet.example", "10.0.0.5", "2001:db8::1":
+			text = "secret"
+		}
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: req.Params.URI, Text: text}}}, nil
+	}
+	s.AddResourceTemplate(&mcp.ResourceTemplate{Name: "https", URITemplate: "https:{+rest}"}, read)
+	s.AddResourceTemplate(&mcp.ResourceTemplate{Name: "http", URITemplate: "http:{+rest}"}, read)
+	s.AddReceivingMiddleware(g.Middleware())
+	mode := mcptest.Modes[0]
+	addr, keys := serveWithRoles(t, mode, s, "viewer", "admin")
+	sessions := map[string]*mcp.ClientSession{}
+	for _, role := range []string{"viewer", "admin"} {
+		cs, err := mcptest.Connect(t, mode, addr, mcptest.NewHeaders("X-API-Key", keys[role]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessions[role] = cs
+	}
+	for _, tc := range []struct {
+		role, uri string
+		want      string // the text read, or "" for a refusal
+	}{
+		// Normal forms.
+		{"admin", "https://intranet.example/x", "secret"},
+		{"admin", "http://intranet.example/x", "secret"},
+		{"admin", "https://10.0.0.5/x", "secret"},
+		{"admin", "https://[2001:db8::1]/x", "secret"},
+		{"viewer", "https://intranet.example/x", ""},
+		{"viewer", "https://docs.example/x", "public"},
+		{"viewer", "https://docs.example/", "public"},
+		{"viewer", "https://docs.example:8443/x", "public"},
+		{"viewer", "http://docs.example:8080/x?q=A@B", "public"},
+		{"viewer", "https://docs.example/a@b/x", "public"},
+		{"viewer", "https://10.0.0.6/x", "public"},
+		{"viewer", "https://[2001:db8::2]/x", "public"},
+		{"viewer", "https://xn--9ca.example/x", "public"},
+		// Other spellings of an admin-only host.
+		{"viewer", "https://INTRANET.example/x", ""},
+		{"viewer", "https://Intranet.Example/x", ""},
+		{"viewer", "https://intranet.example:443/x", ""},
+		{"viewer", "http://intranet.example:80/x", ""},
+		{"viewer", "https://intranet.example:/x", ""},
+		{"viewer", "https://intranet.example:0443/x", ""},
+		{"viewer", "https://anyone@intranet.example/x", ""},
+		{"viewer", "https://anyone:pw@intranet.example/x", ""},
+		{"viewer", "https://@intranet.example/x", ""},
+		{"viewer", "https://intranet.example./x", ""},
+		{"viewer", "https://intranet.example", ""},
+		{"viewer", "https://intranet.example?x=1", ""},
+		{"viewer", "https://%EF%BD%89ntranet.example/x", ""},
+		{"viewer", "https://ｉｎｔｒａｎｅｔ.example/x", ""},
+		{"viewer", "https://[2001:DB8::1]/x", ""},
+		{"viewer", "https://[2001:db8:0:0:0:0:0:1]/x", ""},
+		{"viewer", "https://[2001:0db8::1]/x", ""},
+		{"viewer", "https://[2001:db8::1%25eth0]/x", ""},
+		{"viewer", "https://[::ffff:10.0.0.5]/x", ""},
+		{"viewer", "https://[::FFFF:a00:5]/x", ""},
+		{"viewer", `https://intranet.example\x`, ""},
+	} {
+		res, err := sessions[tc.role].ReadResource(context.Background(), &mcp.ReadResourceParams{URI: tc.uri})
+		got := ""
+		if err == nil && len(res.Contents) == 1 {
+			got = res.Contents[0].Text
+		}
+		if got != tc.want {
+			t.Errorf("%s reads %s: %q (%v), want %q", tc.role, tc.uri, got, err, tc.want)
+		}
+		if tc.want == "" && tc.role == "viewer" && tc.uri != "https://intranet.example/x" && (err == nil || !strings.Contains(err.Error(), "not in normal form")) {
+			t.Errorf("%s reads %s: %v, want a uri_form refusal", tc.role, tc.uri, err)
+		}
+	}
+}
+
+// TestGuardRateLimitNotResetByOwnBuckets: the limiter map was sharded by
+// caller alone, with MaxRateLimiters/32 buckets a shard, so a caller that
+// called more rate-limited tools than that pushed its own exhausted bucket
+// out, and it came back full: with MaxRateLimiters 64, a 1/h tool could be
+// called again after every two other tools. Now a caller's buckets take room
+// from the whole map, and the 1/h tool stays spent.
+func TestGuardRateLimitNotResetByOwnBuckets(t *testing.T) {
+	const others = 60
+	policy := &mcpauth.Policy{
+		Roles: map[string][]string{"viewer": nil},
+		Rules: []mcpauth.Rule{{Tool: "once", Roles: []string{"viewer"}, RateLimit: "1/h"}},
+	}
+	s := mcp.NewServer(&mcp.Implementation{Name: "rbac", Version: "1"}, nil)
+	for i := range others + 1 {
+		name := "once"
+		if i > 0 {
+			name = "tool-" + strconv.Itoa(i)
+			policy.Rules = append(policy.Rules, mcpauth.Rule{Tool: name, Roles: []string{"viewer"}, RateLimit: "100/h"})
+		}
+		mcp.AddTool(s, &mcp.Tool{Name: name}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, struct{}, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "done"}}}, struct{}{}, nil
+		})
+	}
+	g, err := mcpauth.NewGuard(policy, &mcpauth.GuardOptions{MaxRateLimiters: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.AddReceivingMiddleware(g.Middleware())
+	mode := mcptest.Modes[0]
+	addr, keys := serveWithRoles(t, mode, s, "viewer")
+	cs, err := mcptest.Connect(t, mode, addr, mcptest.NewHeaders("X-API-Key", keys["viewer"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, text := call(t, cs, "once", nil); res.IsError {
+		t.Fatalf("first call of once: %q", text)
+	}
+	for round := range 3 {
+		for i := 1; i <= others; i++ {
+			if res, text := call(t, cs, "tool-"+strconv.Itoa(i), nil); res.IsError {
+				t.Fatalf("round %d, tool-%d: %q", round+1, i, text)
+			}
+		}
+		if res, text := call(t, cs, "once", nil); !res.IsError || !strings.Contains(text, "rate limit exceeded") {
+			t.Fatalf("round %d: once called a second time within the hour: %q", round+1, text)
+		}
+	}
+}
+
+// TestGuardMaxRateLimitersCoversRules: with fewer rate limiters than
+// rate-limited rules, one caller calling every limited tool fills the map
+// and pushes out its own exhausted buckets. NewGuard refuses that setting.
+func TestGuardMaxRateLimitersCoversRules(t *testing.T) {
+	policy := &mcpauth.Policy{Roles: map[string][]string{"viewer": nil}}
+	for i := range 10 {
+		policy.Rules = append(policy.Rules, mcpauth.Rule{Tool: "tool-" + strconv.Itoa(i), Roles: []string{"viewer"}, RateLimit: "1/h"})
+	}
+	policy.Rules = append(policy.Rules, mcpauth.Rule{Tool: "free", Roles: []string{"viewer"}})
+	for _, tc := range []struct {
+		max int
+		ok  bool
+	}{{0, true}, {10, true}, {64, true}, {9, false}, {1, false}} {
+		_, err := mcpauth.NewGuard(policy, &mcpauth.GuardOptions{MaxRateLimiters: tc.max})
+		if (err == nil) != tc.ok {
+			t.Errorf("MaxRateLimiters %d: %v, want ok %v", tc.max, err, tc.ok)
+		}
+		if err != nil && !strings.HasPrefix(err.Error(), "mcpauth: ") {
+			t.Errorf("MaxRateLimiters %d: %q does not start with mcpauth:", tc.max, err)
+		}
 	}
 }

@@ -1,20 +1,14 @@
 package mcpauth
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
-	"go.yaml.in/yaml/v3"
 	"golang.org/x/time/rate"
 )
 
@@ -79,121 +73,6 @@ type Rule struct {
 	RateLimit string `json:"rate_limit,omitempty" yaml:"rate_limit,omitempty"`
 }
 
-// ParsePolicy reads a policy in JSON (when the text starts with '{') or
-// YAML, and validates it as [NewGuard] does. Unknown fields, a key given
-// twice in one object and a second YAML document are errors, so that
-// nothing in the file is silently ignored.
-func ParsePolicy(data []byte) (*Policy, error) {
-	var p Policy
-	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '{' {
-		dec := json.NewDecoder(bytes.NewReader(t))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&p); err != nil {
-			return nil, fmt.Errorf("mcpauth: policy: %w", err)
-		}
-		if dec.More() {
-			return nil, errors.New("mcpauth: policy: data after the JSON object")
-		}
-		if k, dup := jsonDuplicateKey(t); dup {
-			// encoding/json keeps the last of two equal keys without a
-			// word: {"roles":["admin"],"roles":["user"]} would open a
-			// tool meant for admins to users. YAML refuses them too.
-			return nil, fmt.Errorf("mcpauth: policy: key %q twice in one JSON object", k)
-		}
-	} else {
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(&p); err != nil {
-			return nil, fmt.Errorf("mcpauth: policy: %w", err)
-		}
-		// A second document would be ignored, and with it every rule it
-		// holds: an exact rule lost leaves a broader prefix rule to allow
-		// what it was written to deny.
-		var more yaml.Node
-		if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
-			return nil, errors.New("mcpauth: policy: more than one YAML document")
-		}
-	}
-	if _, err := compilePolicy(&p); err != nil {
-		return nil, err
-	}
-	return &p, nil
-}
-
-// jsonDuplicateKey reports a key that appears twice in one object of data,
-// which is valid JSON.
-func jsonDuplicateKey(data []byte) (string, bool) {
-	type frame struct {
-		keys  map[string]bool // nil in an array
-		inKey bool            // the next token is a key or '}'
-	}
-	var stack []frame
-	// valueDone ends a value: in an object, a key comes next.
-	valueDone := func() {
-		if n := len(stack); n > 0 && stack[n-1].keys != nil {
-			stack[n-1].inKey = true
-		}
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	for {
-		tok, err := dec.Token()
-		if err != nil {
-			return "", false
-		}
-		if n := len(stack); n > 0 && stack[n-1].inKey {
-			if k, ok := tok.(string); ok {
-				// encoding/json matches field names case-insensitively
-				// (ROLES and roleſ are roles), so keys are compared
-				// folded. Role names differing only in case are refused
-				// with them, which is no loss.
-				f := foldKey(k)
-				if stack[n-1].keys[f] {
-					return k, true
-				}
-				stack[n-1].keys[f], stack[n-1].inKey = true, false
-				continue
-			}
-		}
-		switch tok {
-		case json.Delim('{'):
-			stack = append(stack, frame{keys: map[string]bool{}, inKey: true})
-		case json.Delim('['):
-			stack = append(stack, frame{})
-		case json.Delim('}'), json.Delim(']'):
-			stack = stack[:len(stack)-1]
-			valueDone()
-		default:
-			valueDone()
-		}
-	}
-}
-
-// foldKey maps each rune of s to the least rune of its Unicode simple
-// folding orbit, so that two strings are equal under strings.EqualFold
-// exactly when their foldKeys are equal.
-func foldKey(s string) string {
-	return strings.Map(func(r rune) rune {
-		least := r
-		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
-			least = min(least, f)
-		}
-		return least
-	}, s)
-}
-
-// LoadPolicy reads a policy file with [ParsePolicy].
-func LoadPolicy(path string) (*Policy, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("mcpauth: policy: %w", err)
-	}
-	p, err := ParsePolicy(data)
-	if err != nil {
-		return nil, fmt.Errorf("%w (in %s)", err, path)
-	}
-	return p, nil
-}
-
 // The kinds of things a rule covers.
 type kind uint8
 
@@ -202,6 +81,9 @@ const (
 	kindPrompt
 	kindResource
 	numKinds
+
+	// kindNone marks a decision on a method, which names no target.
+	kindNone kind = 255
 )
 
 var kindNames = [numKinds]string{"tool", "prompt", "resource"}
@@ -287,11 +169,11 @@ func compilePolicy(p *Policy) (*compiled, error) {
 	for i, pr := range p.Rules {
 		r, err := compileRule(i, &pr, c, closures, words)
 		if err != nil {
-			return nil, fmt.Errorf("mcpauth: policy: rule %d: %w", i+1, err)
+			return nil, &ruleError{index: i, detail: err.Error()}
 		}
 		k := [2]string{kindNames[r.kind], r.pattern}
 		if seen[k] {
-			return nil, fmt.Errorf("mcpauth: policy: rule %d: a second rule for %s %q", i+1, kindNames[r.kind], r.pattern)
+			return nil, &ruleError{index: i, detail: fmt.Sprintf("a second rule for %s %q", kindNames[r.kind], r.pattern)}
 		}
 		seen[k] = true
 		s := &c.kinds[r.kind]
@@ -310,6 +192,17 @@ func compilePolicy(p *Policy) (*compiled, error) {
 		slices.SortStableFunc(c.kinds[i].prefixes, func(a, b *rule) int { return len(b.prefix) - len(a.prefix) })
 	}
 	return c, nil
+}
+
+// A ruleError is a policy's rule that does not compile. ParsePolicy gives
+// it the rule's line.
+type ruleError struct {
+	index  int // in Policy.Rules
+	detail string
+}
+
+func (e *ruleError) Error() string {
+	return "mcpauth: policy: rule " + strconv.Itoa(e.index+1) + ": " + e.detail
 }
 
 // roleClosures returns, for each role, the set of roles it has: itself and
@@ -427,10 +320,10 @@ func compileRule(i int, pr *Rule, c *compiled, closures []roleBits, words int) (
 	if len(pr.Scopes) > 1 {
 		scopes = "scopes " + strings.Join(pr.Scopes, " and ")
 	}
-	r.roleErr = &accessError{class: ErrForbidden, reason: "role", msg: "mcpauth: access denied: " + what + " requires " + roles}
+	r.roleErr = &refusal{class: ErrForbidden, reason: "role", msg: "mcpauth: access denied: " + what + " requires " + roles}
 	scopeErr := &ScopeError{Required: r.scopes}
-	r.scopeErr = &accessError{class: ErrForbidden, reason: "scope", scope: scopeErr, msg: "mcpauth: access denied: " + what + " requires " + scopes}
-	r.bothErr = &accessError{class: ErrForbidden, reason: "role", msg: "mcpauth: access denied: " + what + " requires " + roles + " and " + scopes}
+	r.scopeErr = &refusal{class: ErrForbidden, reason: "scope", scope: scopeErr, msg: "mcpauth: access denied: " + what + " requires " + scopes}
+	r.bothErr = &refusal{class: ErrForbidden, reason: "role", msg: "mcpauth: access denied: " + what + " requires " + roles + " and " + scopes}
 	return r, nil
 }
 
@@ -453,117 +346,6 @@ func parseRateLimit(s string) (rate.Limit, int, error) {
 		return 0, 0, fmt.Errorf("rate_limit %q: want N/s, N/min or N/h with N > 0", s)
 	}
 	return rate.Every(per / time.Duration(n)), n, nil
-}
-
-// An accessError is a guard's refusal. Its text is what the caller sees: it
-// names what the rule requires, never anything about other callers.
-type accessError struct {
-	class      error
-	reason     string // for the audit event
-	msg        string
-	scope      *ScopeError // for a refusal a scope step-up would fix
-	retryAfter time.Duration
-}
-
-func (e *accessError) Error() string { return e.msg }
-
-func (e *accessError) Unwrap() []error {
-	if e.scope != nil {
-		return []error{e.class, e.scope}
-	}
-	return []error{e.class}
-}
-
-// The refusals that do not depend on a rule.
-var (
-	errUnauthenticated = &accessError{class: ErrNoCredentials, reason: "unauthenticated", msg: "mcpauth: access denied: authentication required"}
-	errNoRule          = [numKinds]*accessError{
-		{class: ErrForbidden, reason: "no_rule", msg: "mcpauth: access denied: no rule allows this tool"},
-		{class: ErrForbidden, reason: "no_rule", msg: "mcpauth: access denied: no rule allows this prompt"},
-		{class: ErrForbidden, reason: "no_rule", msg: "mcpauth: access denied: no rule allows this resource"},
-	}
-)
-
-// errURIForm refuses a resource URI that [abnormalURI] reports.
-var errURIForm = &accessError{class: ErrForbidden, reason: "uri_form", msg: "mcpauth: access denied: resource URI not in normal form (dot or empty segments, percent-encoded letters, digits, '-', '.', '_', '~', '/' or '\\', an upper-case scheme, or a file URI not written file:///path)"}
-
-// abnormalURI reports whether uri, up to its query or fragment, is written
-// in a form that denotes another URI once parsed and cleaned: an upper-case
-// scheme, a backslash, a dot segment or an empty one ("//" in the path), a
-// percent-encoded unreserved character, slash or backslash, or a file URI
-// not written file:///path. Rules match URIs as written, but a resource
-// handler that parses its URI (url.Parse, then path.Clean or filepath.Join)
-// reads what it denotes: "file:///public/../private/x" or
-// "file:///%70rivate/x" would match a rule for file:///public/* or a broad
-// one and read a file under file:///private/. URIs in normal form, as
-// clients write them, are none of these. It does not allocate.
-func abnormalURI(uri string) bool {
-	if i := strings.IndexAny(uri, "?#"); i >= 0 {
-		uri = uri[:i]
-	}
-	path := uri
-	if i := strings.IndexByte(uri, ':'); i > 0 && strings.IndexByte(uri[:i], '/') < 0 {
-		scheme := uri[:i]
-		if strings.ContainsFunc(scheme, func(r rune) bool { return 'A' <= r && r <= 'Z' }) {
-			return true
-		}
-		path = uri[i+1:]
-		if scheme == "file" {
-			// file:/x, file://localhost/x and file://host/x name the
-			// file that rules write as file:///x (RFC 8089), and
-			// handlers mostly ignore the host.
-			if !strings.HasPrefix(path, "///") {
-				return true
-			}
-		}
-		if rest, ok := strings.CutPrefix(path, "//"); ok {
-			// Skip the authority.
-			path = ""
-			if j := strings.IndexByte(rest, '/'); j >= 0 {
-				path = rest[j:]
-			}
-		}
-	}
-	if strings.Contains(path, "//") {
-		// An empty segment: path.Clean drops it, and a leading one
-		// would be read as an authority.
-		return true
-	}
-	if strings.IndexByte(uri, '\\') >= 0 {
-		return true
-	}
-	for i := 0; i+2 < len(uri); i++ {
-		if uri[i] != '%' {
-			continue
-		}
-		hi, lo := unhex(uri[i+1]), unhex(uri[i+2])
-		if hi < 0 || lo < 0 {
-			continue
-		}
-		switch c := byte(hi<<4 | lo); {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
-			c == '-', c == '.', c == '_', c == '~', c == '/', c == '\\':
-			return true
-		}
-	}
-	for seg := range strings.SplitSeq(uri, "/") {
-		if seg == "." || seg == ".." {
-			return true
-		}
-	}
-	return false
-}
-
-func unhex(c byte) int {
-	switch {
-	case '0' <= c && c <= '9':
-		return int(c - '0')
-	case 'a' <= c && c <= 'f':
-		return int(c-'a') + 10
-	case 'A' <= c && c <= 'F':
-		return int(c-'A') + 10
-	}
-	return -1
 }
 
 // held returns the roles p holds that the policy knows, as a set.

@@ -50,7 +50,7 @@ func TestGuardRoleToolTable(t *testing.T) {
 		"viewer":       {Subject: "v", Method: mcpauth.MethodAPIKey, Roles: []string{"viewer"}},
 		"editor":       {Subject: "e", Method: mcpauth.MethodJWT, Roles: []string{"editor"}},
 		"admin":        {Subject: "a", Method: mcpauth.MethodOAuth, Roles: []string{"admin"}},
-		"no role":      {Subject: "n", Method: mcpauth.MethodMTLS},
+		"no role":      {Subject: "n", Method: mcpauth.Method("mtls")},
 		"unknown role": {Subject: "u", Method: mcpauth.MethodAPIKey, Roles: []string{"superuser"}},
 		"two roles":    {Subject: "t", Method: mcpauth.MethodAPIKey, Roles: []string{"superuser", "editor"}},
 	}
@@ -251,7 +251,7 @@ func TestParsePolicy(t *testing.T) {
 
 	bad := []struct{ name, text, want string }{
 		{"json unknown field", `{"roles": {}, "rules": [{"tool": "t", "role": ["x"]}]}`, `unknown field "role"`},
-		{"yaml unknown field", "rules:\n  - tool: t\n    role: [x]\n", "field role not found"},
+		{"yaml unknown field", "rules:\n  - tool: t\n    role: [x]\n", `unknown field "role" in a rule`},
 		{"json trailing", `{"rules": []} {}`, "data after"},
 		{"json invalid rule", `{"rules": [{"tool": "t"}]}`, "set roles, scopes or any_caller"},
 		{"yaml cycle", "roles: {a: [b], b: [a]}\n", "cycle"},
@@ -275,5 +275,146 @@ func TestGuardCheckRoles(t *testing.T) {
 	err := g.CheckRoles("viewer", "Admin", "editr", "Admin")
 	if err == nil || err.Error() != `mcpauth: the policy does not declare the roles ["Admin" "editr"]` {
 		t.Errorf("CheckRoles = %v", err)
+	}
+}
+
+// TestPolicyErrorMessages: policy files are written by people, so their
+// errors say what is wrong in the policy's terms, with the line and column,
+// rather than in Go's ("field role not found in type mcpauth.Rule",
+// "cannot unmarshal !!seq", "policy: EOF").
+func TestPolicyErrorMessages(t *testing.T) {
+	for _, tc := range []struct {
+		name, text, want string
+	}{
+		{"empty", "", "mcpauth: policy is empty"},
+		{"blank", "  \n\n", "mcpauth: policy is empty"},
+		{"only comments", "# roles: {admin: []}\n", "mcpauth: policy is empty"},
+		{"yaml null", "~\n", "mcpauth: policy is empty"},
+
+		{"yaml unknown rule field", "roles: {user: []}\nrules:\n  - tool: x\n    role: [user]\n",
+			`mcpauth: policy line 4, column 5: unknown field "role" in a rule (did you mean "roles"?)`},
+		{"yaml unknown rule field, no near name", "roles: {user: []}\nrules:\n  - {tool: x, colour: red}\n",
+			`mcpauth: policy line 3, column 15: unknown field "colour" in a rule (the fields are tool, prompt, resource, roles, scopes, any_caller, rate_limit)`},
+		{"yaml unknown top-level field", "rule:\n  - {tool: x, any_caller: true}\n",
+			`mcpauth: policy line 1, column 1: unknown field "rule" at the top level (did you mean "rules"?)`},
+		{"yaml rate-limit", "rules:\n  - {tool: x, any_caller: true, rate-limit: 5/min}\n",
+			`mcpauth: policy line 2, column 33: unknown field "rate-limit" in a rule (did you mean "rate_limit"?)`},
+		{"yaml roles not a list", "roles: {user: []}\nrules:\n  - {tool: x, roles: user}\n",
+			`mcpauth: policy line 3, column 22: "roles" must be a list of role names`},
+		{"yaml roles of lists", "roles: {user: []}\nrules:\n  - {tool: x, roles: [[user]]}\n",
+			`mcpauth: policy line 3, column 23: "roles" must be a list of role names`},
+		{"yaml scopes not a list", "rules:\n  - tool: x\n    scopes: tools:write\n",
+			`mcpauth: policy line 3, column 13: "scopes" must be a list of scope names`},
+		{"yaml any_caller not a bool", "rules:\n  - {tool: x, any_caller: yes}\n",
+			`mcpauth: policy line 2, column 27: "any_caller" must be true or false`},
+		{"yaml tool not a string", "rules:\n  - {tool: [x], any_caller: true}\n",
+			`mcpauth: policy line 2, column 12: "tool" must be a string`},
+		{"yaml top-level roles a list", "roles: [admin, user]\n",
+			`mcpauth: policy line 1, column 8: "roles" must be a mapping of role names to the roles each inherits`},
+		{"yaml inherited roles not a list", "roles:\n  admin: user\n  user: []\n",
+			`mcpauth: policy line 2, column 10: role "admin" must be a list of the roles it inherits`},
+		{"yaml rules a mapping", "rules:\n  tool: x\n",
+			`mcpauth: policy line 2, column 3: "rules" must be a list of rules`},
+		{"yaml rule a string", "rules:\n  - x\n",
+			`mcpauth: policy line 2, column 5: a rule must be a mapping`},
+		{"yaml policy a list", "- tool: x\n",
+			`mcpauth: policy line 1, column 1: the policy must be a mapping with "roles" and "rules"`},
+		{"yaml key twice", "roles: {user: []}\nroles: {admin: []}\n",
+			`mcpauth: policy line 2, column 1: "roles" given twice (first at line 1)`},
+		{"yaml rule key twice", "rules:\n  - tool: x\n    roles: [a]\n    roles: [b]\n",
+			`mcpauth: policy line 4, column 5: "roles" given twice (first at line 3)`},
+		{"yaml merge of a string", "rules:\n  - {<<: x, tool: y}\n",
+			`mcpauth: policy line 2, column 10: << must merge a mapping or a list of mappings`},
+		{"yaml merged unknown field", "base: &b {role: [user]}\n",
+			`mcpauth: policy line 1, column 1: unknown field "base" at the top level (the fields are roles, rules)`},
+		{"yaml syntax", "roles: {user: []}\nrules:\n  - {tool: x, roles: [user]\n",
+			`mcpauth: policy line 3: invalid YAML: did not find expected ',' or '}'`},
+		{"yaml syntax on line 1", "roles: {user: [}\n",
+			`mcpauth: policy line 1: invalid YAML: did not find expected node content`},
+		{"yaml tab", "rules:\n\t- {tool: x}\n",
+			`mcpauth: policy line 2: invalid YAML: found character that cannot start any token (YAML indents with spaces, not tabs)`},
+		{"yaml second document", "rules: []\n---\nrules: []\n",
+			`mcpauth: policy line 2: a second YAML document (a policy is one document)`},
+		{"yaml rule invalid", "roles: {user: []}\nrules:\n  - {tool: x, roles: [user]}\n  - {tool: y, roles: [admin]}\n",
+			`mcpauth: policy line 4, column 5: rule 2: tool "y": unknown role "admin" (declare it under roles)`},
+
+		{"json unknown rule field", "{\n  \"roles\": {\"user\": []},\n  \"rules\": [\n    {\"tool\": \"x\", \"role\": [\"user\"]}\n  ]\n}",
+			`mcpauth: policy line 4, column 19: unknown field "role" in a rule (did you mean "roles"?)`},
+		{"json unknown top-level field", `{"rule": []}`,
+			`mcpauth: policy line 1, column 2: unknown field "rule" at the top level (did you mean "rules"?)`},
+		{"json roles not a list", "{\"roles\": {\"user\": []},\n \"rules\": [{\"tool\": \"x\", \"roles\": \"user\"}]}",
+			`mcpauth: policy line 2, column 35: "roles" must be a list of role names`},
+		{"json roles of numbers", `{"rules": [{"tool": "x", "roles": ["a", 5]}]}`,
+			`mcpauth: policy line 1, column 41: "roles" must be a list of role names`},
+		{"json any_caller a string", `{"rules": [{"tool": "x", "any_caller": "yes"}]}`,
+			`mcpauth: policy line 1, column 40: "any_caller" must be true or false`},
+		{"json tool a number", `{"rules": [{"tool": 5, "any_caller": true}]}`,
+			`mcpauth: policy line 1, column 21: "tool" must be a string`},
+		{"json top-level roles a list", `{"roles": ["admin"]}`,
+			`mcpauth: policy line 1, column 11: "roles" must be a object of role names to the roles each inherits`},
+		{"json inherited roles a string", `{"roles": {"admin": "user"}}`,
+			`mcpauth: policy line 1, column 21: role "admin" must be a list of the roles it inherits`},
+		{"json rules an object", `{"rules": {}}`,
+			`mcpauth: policy line 1, column 11: "rules" must be a list of rules`},
+		{"json rule a string", `{"rules": ["x"]}`,
+			`mcpauth: policy line 1, column 12: a rule must be an object`},
+		{"json key twice", "{\"roles\": {},\n \"ROLES\": {}}",
+			`mcpauth: policy line 2, column 2: key "ROLES" given twice in one object (first at line 1, column 2; JSON keys are matched regardless of case)`},
+		{"json trailing comma", "{\"rules\": [\n  {\"tool\": \"x\", \"any_caller\": true,}\n]}",
+			`mcpauth: policy line 2, column 36: invalid JSON: unexpected '}': expected a key in double quotes (is there a comma before it?)`},
+		{"json missing colon", `{"rules" []}`,
+			`mcpauth: policy line 1, column 10: invalid JSON: unexpected '[': expected ':' after the key`},
+		{"json unclosed", "{\"rules\": [\n",
+			`mcpauth: policy line 2, column 1: invalid JSON: the text ends before every object and list is closed`},
+		{"json data after", `{"rules": []} {}`,
+			`mcpauth: policy line 1, column 15: data after the JSON object`},
+		{"json multibyte column", `{"roles": {"é": 5}}`,
+			`mcpauth: policy line 1, column 17: role "é" must be a list of the roles it inherits`},
+		{"json rule invalid", "{\"rules\": [\n  {\"tool\": \"x\"}\n]}",
+			`mcpauth: policy line 2, column 3: rule 1: tool "x": set roles, scopes or any_caller`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := mcpauth.ParsePolicy([]byte(tc.text))
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("ParsePolicy(%q):\n got %v\nwant %s", tc.text, err, tc.want)
+			}
+		})
+	}
+	// LoadPolicy adds the file's name.
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mcpauth.LoadPolicy(path); err == nil || err.Error() != "mcpauth: policy is empty (in "+path+")" {
+		t.Errorf("LoadPolicy of an empty file: %v", err)
+	}
+}
+
+// TestPolicyYAMLAliasesAndMerges: anchors, aliases and merge keys are read
+// as the decoder reads them, and checked.
+func TestPolicyYAMLAliasesAndMerges(t *testing.T) {
+	text := `roles: {admin: [], user: []}
+rules:
+  - &base {tool: a, roles: [user], rate_limit: 5/min}
+  - {<<: *base, tool: b}
+  - {tool: c, roles: &admins [admin]}
+  - {tool: d, roles: *admins}
+`
+	p, err := mcpauth.ParsePolicy([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []mcpauth.Rule{
+		{Tool: "a", Roles: []string{"user"}, RateLimit: "5/min"},
+		{Tool: "b", Roles: []string{"user"}, RateLimit: "5/min"},
+		{Tool: "c", Roles: []string{"admin"}},
+		{Tool: "d", Roles: []string{"admin"}},
+	}
+	if !reflect.DeepEqual(p.Rules, want) {
+		t.Errorf("rules = %+v, want %+v", p.Rules, want)
+	}
+	bad := "roles: {user: []}\nrules:\n  - &r {tool: a, role: [user]}\n  - {<<: *r, tool: b}\n"
+	if _, err := mcpauth.ParsePolicy([]byte(bad)); err == nil || !strings.Contains(err.Error(), `line 3, column 18: unknown field "role" in a rule`) {
+		t.Errorf("merged unknown field: %v", err)
 	}
 }

@@ -1,0 +1,315 @@
+package mcpauth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/mcpauth/mcpauth/internal/jose"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
+)
+
+// The introspection error classes.
+var (
+	// errTokenInactive refuses a token that the authorization server's
+	// introspection endpoint says is not active (RFC 7662 §2.2): unknown,
+	// expired, or revoked. It refines ErrInvalidCredentials, so Require
+	// answers it with 401 invalid_token.
+	errTokenInactive        error = &errorClass{msg: "mcpauth: token not active", reason: "token_inactive", desc: "The access token is not active.", parent: ErrInvalidCredentials}
+	errIntrospectionFailed  error = &errorClass{msg: "mcpauth: token introspection unavailable", reason: "introspection_unavailable", desc: "Authentication is temporarily unavailable.", parent: ErrUnavailable}
+	errIntrospectionRefused error = &errorClass{msg: "mcpauth: token introspection refused this server's credentials", reason: "introspection_unavailable", desc: "Authentication is temporarily unavailable.", parent: ErrUnavailable}
+)
+
+// maxIntrospectionResponse bounds an introspection response. Real ones are
+// a few hundred bytes.
+const maxIntrospectionResponse = 64 << 10
+
+// introspector checks opaque tokens at the authorization server's
+// introspection endpoint (RFC 7662).
+type introspector struct {
+	v        *OAuthVerifier
+	endpoint string
+	// auth is the Authorization header of every introspection request: the
+	// server's client credentials (client_secret_basic, RFC 6749 §2.3.1,
+	// which form-encodes both before base64). It is a secret.
+	auth     string
+	active   *introspectionCache // positive answers
+	refused  *introspectionCache // negative ones, apart so that a flood of made-up tokens cannot evict the good
+	flightMu sync.Mutex
+	flights  map[[32]byte]*flight // introspections under way, so that concurrent requests with one token make one
+	waiting  atomic.Int64         // requests waiting on another's introspection (for tests)
+}
+
+type flight struct {
+	done chan struct{}
+	p    *Principal
+	err  error
+}
+
+func newIntrospector(v *OAuthVerifier, endpoint string) *introspector {
+	creds := url.QueryEscape(v.opts.ClientID) + ":" + url.QueryEscape(v.opts.ClientSecret)
+	i := &introspector{
+		v:        v,
+		endpoint: endpoint,
+		auth:     "Basic " + base64.StdEncoding.EncodeToString([]byte(creds)),
+		flights:  map[[32]byte]*flight{},
+	}
+	if v.opts.CacheTTL > 0 {
+		i.active = newIntrospectionCache(v.opts.CacheSize)
+		i.refused = newIntrospectionCache(v.opts.CacheSize)
+	}
+	return i
+}
+
+// check returns the principal of an opaque token, from the cache or by
+// introspection.
+func (i *introspector) check(ctx context.Context, token string) (*Principal, error) {
+	// The token is only read; hashing it in place spares a copy.
+	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
+	now := i.v.now()
+	if i.active != nil {
+		if e := i.active.get(&sum, now); e != nil {
+			return e.p, nil
+		}
+		if e := i.refused.get(&sum, now); e != nil {
+			return nil, e.err
+		}
+	}
+	i.flightMu.Lock()
+	if f := i.flights[sum]; f != nil {
+		i.flightMu.Unlock()
+		i.waiting.Add(1)
+		defer i.waiting.Add(-1)
+		select {
+		case <-f.done:
+			return f.p, f.err
+		case <-ctx.Done():
+			return nil, failure(MethodOAuth, errIntrospectionFailed, keyID(&sum), "request ended while waiting for introspection")
+		}
+	}
+	f := &flight{done: make(chan struct{})}
+	i.flights[sum] = f
+	i.flightMu.Unlock()
+
+	// The request's cancellation would fail the requests waiting on this
+	// one too; the HTTP client's timeout bounds the call.
+	p, err, until := i.introspect(context.WithoutCancel(ctx), token, &sum, now)
+	if i.active != nil && !until.IsZero() {
+		if err == nil {
+			i.active.put(&sum, &introspected{p: p, until: until}, now)
+		} else {
+			i.refused.put(&sum, &introspected{err: err, until: until}, now)
+		}
+	}
+	f.p, f.err = p, err
+	i.flightMu.Lock()
+	delete(i.flights, sum)
+	i.flightMu.Unlock()
+	close(f.done)
+	return p, err
+}
+
+// introspect asks the authorization server about token and judges the
+// answer. until is how long the answer may be cached, zero for not at all.
+func (i *introspector) introspect(ctx context.Context, token string, sum *[32]byte, now time.Time) (p *Principal, err error, until time.Time) {
+	kid := keyID(sum)
+	unavailable := func(class error, detail string) (*Principal, error, time.Time) {
+		i.v.reportKeySource(detail)
+		return nil, failure(MethodOAuth, class, kid, detail), time.Time{}
+	}
+	form := "token=" + url.QueryEscape(token) + "&token_type_hint=access_token"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, i.endpoint, strings.NewReader(form))
+	if err != nil {
+		return unavailable(errIntrospectionFailed, "bad introspection endpoint")
+	}
+	req.Header["Content-Type"] = []string{"application/x-www-form-urlencoded"}
+	req.Header["Accept"] = []string{"application/json"}
+	req.Header["Authorization"] = []string{i.auth}
+	resp, err := i.v.client.Do(req)
+	if err != nil {
+		// The error names the endpoint, never the body; it is not logged
+		// all the same.
+		return unavailable(errIntrospectionFailed, "introspection endpoint unreachable")
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return unavailable(errIntrospectionRefused, "introspection endpoint refused this server's client credentials")
+	case resp.StatusCode != http.StatusOK:
+		return unavailable(errIntrospectionFailed, "introspection endpoint answered "+resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxIntrospectionResponse+1))
+	if err != nil || len(body) > maxIntrospectionResponse {
+		return unavailable(errIntrospectionFailed, "introspection response unreadable or too large")
+	}
+	m, err := jose.DecodeObject(body, maxJSONDepth)
+	if err != nil {
+		return unavailable(errIntrospectionFailed, "introspection response is not a JSON object")
+	}
+	active, ok := m["active"].(bool)
+	if !ok {
+		return unavailable(errIntrospectionFailed, "introspection response without active")
+	}
+
+	cacheUntil := now.Add(i.v.opts.CacheTTL)
+	refuse := func(class error, detail string) (*Principal, error, time.Time) {
+		return nil, failure(MethodOAuth, class, kid, detail), cacheUntil
+	}
+	if !active {
+		return refuse(errTokenInactive, "")
+	}
+	if jti, ok := m["jti"].(string); ok && jti != "" {
+		kid = auditKeyID(jti)
+	}
+	// RFC 7662 §2.2 makes iss and aud optional; the audience is what binds
+	// the token to this server (RFC 8707), so it is required.
+	if iss, present := m["iss"]; present && iss != i.v.issuer {
+		return refuse(errTokenIssuer, "introspection iss mismatch")
+	}
+	aud, ok := jose.Audience(m["aud"])
+	switch {
+	case !ok:
+		return refuse(errTokenMalformed, "bad aud")
+	case len(aud) == 0:
+		return refuse(errTokenAudience, "no aud")
+	case !oauthex.MatchesResource(aud, i.v.opts.Resource.resource):
+		return refuse(errTokenAudience, "aud mismatch")
+	}
+	leeway := i.v.opts.Leeway
+	var exp time.Time
+	if t, present, ok := jose.NumericDate(m, "exp"); !ok {
+		return refuse(errTokenMalformed, "bad exp")
+	} else if present {
+		exp = t
+		if !now.Before(t.Add(leeway)) {
+			return refuse(errTokenExpired, "")
+		}
+		if e := t.Add(leeway); e.Before(cacheUntil) {
+			cacheUntil = e
+		}
+	}
+	if t, present, ok := jose.NumericDate(m, "nbf"); !ok {
+		return refuse(errTokenMalformed, "bad nbf")
+	} else if present && now.Add(leeway).Before(t) {
+		// It becomes valid by itself: not cached.
+		return nil, failure(MethodOAuth, errTokenNotYetValid, kid, "nbf in the future"), time.Time{}
+	}
+	// A refresh token is active too, and some servers introspect it despite
+	// the hint: token_type (RFC 7662) and token_use (Ory Hydra) tell.
+	if tt, present := m["token_type"]; present {
+		s, _ := tt.(string)
+		if !strings.EqualFold(s, "bearer") && !strings.EqualFold(s, "access_token") {
+			return refuse(errTokenType, "token_type not bearer")
+		}
+	}
+	if tu, present := m["token_use"]; present && tu != "access_token" {
+		return refuse(errTokenType, "token_use not access_token")
+	}
+	if _, bound := m["cnf"]; bound {
+		// See TrustedIssuer.AcceptBoundTokens: a bearer request proves no
+		// key.
+		return refuse(errTokenBound, "cnf member")
+	}
+	sub, _ := m["sub"].(string)
+	if sub == "" {
+		return refuse(errTokenMalformed, "no sub")
+	}
+	clientID, _ := m["client_id"].(string)
+	roleClaims, scopeClaims := i.v.opts.RoleClaims, i.v.opts.ScopeClaims
+	if roleClaims == nil {
+		roleClaims = []string{"role", "roles"}
+	}
+	if scopeClaims == nil {
+		scopeClaims = []string{"scope", "scp", "permissions"}
+	}
+	p = &Principal{
+		Subject:  sub,
+		Method:   MethodOAuth,
+		Issuer:   i.v.issuer,
+		ClientID: clientID,
+		Roles:    collectClaims(m, roleClaims, false),
+		Scopes:   collectClaims(m, scopeClaims, true),
+		Expiry:   exp,
+		Claims:   m,
+		KeyID:    kid,
+	}
+	return p.seal(), nil, cacheUntil
+}
+
+// introspectionCache remembers introspection answers by the token's
+// SHA-256, never the token. Like the JWT verifier's cache it is split into
+// shards and, when full, drops an entry at random (an expired one if it
+// finds one), so that reads take a read lock and a map lookup.
+type introspectionCache struct {
+	shards [cacheShards]introspectionShard
+}
+
+type introspectionShard struct {
+	mu      sync.RWMutex
+	entries map[[32]byte]*introspected
+	max     int
+}
+
+type introspected struct {
+	p     *Principal // sealed; nil for a refusal
+	err   error
+	until time.Time
+}
+
+func newIntrospectionCache(size int) *introspectionCache {
+	c := &introspectionCache{}
+	per := (size + cacheShards - 1) / cacheShards
+	for i := range c.shards {
+		c.shards[i] = introspectionShard{entries: map[[32]byte]*introspected{}, max: per}
+	}
+	return c
+}
+
+func (c *introspectionCache) get(sum *[32]byte, now time.Time) *introspected {
+	s := &c.shards[sum[0]%cacheShards]
+	s.mu.RLock()
+	e := s.entries[*sum]
+	s.mu.RUnlock()
+	if e == nil || !now.Before(e.until) {
+		return nil
+	}
+	return e
+}
+
+func (c *introspectionCache) put(sum *[32]byte, e *introspected, now time.Time) {
+	s := &c.shards[sum[0]%cacheShards]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.entries[*sum]; !ok && len(s.entries) >= s.max {
+		const samples = 8
+		n := 0
+		for k, old := range s.entries {
+			n++
+			if !now.Before(old.until) || n == samples || n == len(s.entries) {
+				delete(s.entries, k)
+				break
+			}
+		}
+	}
+	s.entries[*sum] = e
+}
+
+// len returns the number of entries, expired ones included (for tests).
+func (c *introspectionCache) len() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		n += len(s.entries)
+		s.mu.RUnlock()
+	}
+	return n
+}
