@@ -19,6 +19,9 @@ const (
 	keyFamilyRevoked = "as.family-revoked" // "as.family-revoked:<id>": set once, never unset
 )
 
+// maxFamilyTokens bounds the live access tokens a family records.
+const maxFamilyTokens = 8
+
 // grantRecord is what a user granted a client: the claims of every token
 // of its family.
 type grantRecord struct {
@@ -280,6 +283,19 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request, c *client, f *fa
 		return e
 	}
 	f.Tokens = append(f.Tokens, issued{at.jti, at.exp.Unix()})
+	// A family keeps at most maxFamilyTokens live access tokens, so that a
+	// client refreshing in a loop cannot grow its record: older ones,
+	// superseded anyway, are revoked as they drop out.
+	for len(f.Tokens) > maxFamilyTokens {
+		old := f.Tokens[0]
+		if old.Exp > s.now().Unix() {
+			if err := s.revokeAccessToken(r.Context(), old.JTI, time.Unix(old.Exp, 0)); err != nil {
+				s.keyFault(r, "store unavailable")
+				return errUnavailable
+			}
+		}
+		f.Tokens = f.Tokens[1:]
+	}
 	refresh, e := s.issueRefresh(r, f)
 	if e != nil {
 		return e

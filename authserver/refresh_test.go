@@ -258,3 +258,40 @@ func TestMCPRefreshAfterExpiry(t *testing.T) {
 		})
 	}
 }
+
+// A client that refreshes in a loop keeps a bounded family record; the
+// access tokens that drop out of it are revoked, so revoking the family
+// still leaves none of its tokens working.
+func TestRefreshLoopBounded(t *testing.T) {
+	env := newEnv(t, nil)
+	m := env.tokensFor("")
+	var accesses []string
+	tok := m["refresh_token"].(string)
+	accesses = append(accesses, m["access_token"].(string))
+	for range 3 * maxFamilyTokens {
+		status, m := env.refreshWith(tok)
+		if status != 200 {
+			t.Fatal(status)
+		}
+		tok = m["refresh_token"].(string)
+		accesses = append(accesses, m["access_token"].(string))
+	}
+	for k, v := range snapshot(t, env.store) {
+		if strings.HasPrefix(k, keyFamily+":") && len(v) > 2048 {
+			t.Errorf("family record of %d bytes", len(v))
+		}
+	}
+	v, _ := env.as.Verifier()
+	if _, err := v.Verify(context.Background(), accesses[0]); !errors.Is(err, mcpauth.ErrRevoked) {
+		t.Errorf("oldest access token: %v", err)
+	}
+	if _, err := v.Verify(context.Background(), accesses[len(accesses)-1]); err != nil {
+		t.Errorf("newest access token: %v", err)
+	}
+	env.post("/revoke", url.Values{"token": {tok}, "client_id": {"app"}}, nil)
+	for i, at := range accesses {
+		if _, err := v.Verify(context.Background(), at); !errors.Is(err, mcpauth.ErrRevoked) {
+			t.Errorf("access token %d after revoking the family: %v", i, err)
+		}
+	}
+}
