@@ -223,10 +223,13 @@ type JWTVerifier struct {
 	maxSize    int
 	cache      *tokenCache
 	store      Store
-	now        func() time.Time
-	events     EventSink
-	cancel     context.CancelFunc
-	headers    headerMemo
+	// sharedStore is true when store was given, not made here.
+	sharedStore bool
+	clock       func() time.Time // opts.Clock: nil unless one was given
+	now         func() time.Time
+	events      EventSink
+	cancel      context.CancelFunc
+	headers     headerMemo
 }
 
 // headerMemo remembers parsed JOSE headers by their encoded form. An
@@ -287,6 +290,7 @@ func NewJWTVerifier(opts JWTVerifierOptions) (*JWTVerifier, error) {
 		maxSize:    opts.MaxTokenSize,
 		store:      opts.Store,
 		now:        opts.Clock,
+		clock:      opts.Clock,
 		events:     sinkFor(opts.Events, opts.Logger),
 	}
 	if v.maxSize == 0 {
@@ -297,6 +301,11 @@ func NewJWTVerifier(opts JWTVerifierOptions) (*JWTVerifier, error) {
 	}
 	if v.store == nil {
 		v.store = newMemoryStore(v.now)
+	} else {
+		// A Store given may be written by others (another replica,
+		// an authorization server's RevokeToken in another process):
+		// open requests must look at it again from time to time.
+		v.sharedStore = true
 	}
 	if opts.CacheTTL >= 0 {
 		ttl, size := opts.CacheTTL, opts.CacheSize
@@ -427,6 +436,11 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (*Principal, err
 	if err := v.checkRevoked(ctx, revID, p); err != nil {
 		return nil, err
 	}
+	// Set before the principal is cached and shared: what an open request
+	// of the token asks to learn of a revocation (stream.go).
+	p.state = &jwtState{store: v.store, id: revID, sharedStore: v.sharedStore}
+	p.grace = v.leeway
+	p.clock = v.clock
 	if v.cache != nil {
 		p.seal()
 		until := now.Add(v.cache.ttl)
@@ -461,6 +475,7 @@ func (v *JWTVerifier) Revoke(ctx context.Context, token string) error {
 	if err := v.store.Set(ctx, revokedKey(vt.revocationID(token)), nil, ttl); err != nil {
 		return fmt.Errorf("mcpauth: revoking a token: %w", err)
 	}
+	notifyRevoked()
 	if v.cache != nil {
 		sum := sha256.Sum256([]byte(token))
 		v.cache.remove(&sum)

@@ -51,10 +51,25 @@ type RequireOptions struct {
 	// value reports every success in full. Failures are always reported in
 	// full.
 	SuccessEventInterval time.Duration
+
+	// RevocationCheckInterval is how often a request that is still open (a
+	// stream) is checked again for a revocation that another process may
+	// have recorded: a JWT revoked in a Store that several replicas share.
+	// Expiry, and revocations made in this process (APIKeys.Revoke,
+	// JWTVerifier.Revoke, RevokeToken), end open requests at once,
+	// whatever the interval. Zero (the default) or a negative value means
+	// two seconds; a revocation elsewhere then ends a stream within twice
+	// the interval.
+	RevocationCheckInterval time.Duration
 }
 
 // Require returns middleware that authenticates every request before it
 // reaches next.
+//
+// A request that is still open when its credential expires or is revoked
+// (a standalone SSE stream, subscriptions/listen, a long tool call) ends
+// then: its context is cancelled, with the refusal ([ErrExpired],
+// [ErrRevoked]) as context.Cause, and an event reports it.
 //
 // The authenticators are tried in order; the first that finds credentials of
 // its kind decides, so a request is never authenticated twice. When one
@@ -94,6 +109,7 @@ func Require(opts *RequireOptions, authenticators ...Authenticator) func(http.Ha
 			m.authenticators = append(m.authenticators, a)
 		}
 	}
+	m.open = newOpenRequests(m.opts.RevocationCheckInterval, m.events)
 	return func(next http.Handler) http.Handler {
 		toNext := bridge.New(next, principalKey{})
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -107,6 +123,7 @@ type middleware struct {
 	authenticators []Authenticator
 	events         EventSink
 	successes      *successLog // nil: report every success in full
+	open           *openRequests
 }
 
 func (m *middleware) serve(w http.ResponseWriter, r *http.Request, toNext bridge.Handler) {
@@ -116,7 +133,17 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, toNext bridge
 		return
 	}
 	m.auditSuccess(r, p)
-	toNext(w, r, p, p.tokenInfo())
+	// The request ends when the credential does (stream.go): a stream
+	// must not outlive the key or token that opened it.
+	ctx, open := m.open.open(w, r.Context(), p, r.RemoteAddr, requestID(r))
+	defer m.open.close(open)
+	toNext(open, r, ctx, p, p.tokenInfo())
+	if err := open.unanswered(); err != nil {
+		// The credential ended before the handler answered (go-sdk runs a
+		// 2025-11-25 tool call to its end whatever the request's context):
+		// the client gets the refusal, not the result.
+		writeChallengeFor(w, err, &m.opts)
+	}
 }
 
 // errTwoCredentials refuses a request that presents more than one header
