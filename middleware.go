@@ -180,6 +180,10 @@ func writeChallenge(w http.ResponseWriter, err error, resourceMetadata string) {
 		retry, limited = rl.RetryAfter, true
 	} else if f := (*refusal)(nil); errors.As(err, &f) && f.retryAfter > 0 {
 		retry, limited = f.retryAfter, true
+	} else if errors.Is(err, ErrUnavailable) {
+		// A store or key source that is down is usually back within
+		// seconds; the hint keeps clients from retrying in a tight loop.
+		retry, limited = unavailableRetryAfter, true
 	}
 	if limited {
 		secs := int64((retry + time.Second - 1) / time.Second)
@@ -193,6 +197,9 @@ func writeChallenge(w http.ResponseWriter, err error, resourceMetadata string) {
 	w.WriteHeader(resp.status)
 	_, _ = w.Write(resp.body)
 }
+
+// unavailableRetryAfter is the Retry-After of a 503.
+const unavailableRetryAfter = 5 * time.Second
 
 // A response is the answer to a refused request, built once per error class
 // and resource metadata URL: responses are what an attacker guessing
