@@ -139,6 +139,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	printClients(stdout, "oauth-demo", h.mcpURL)
 	logger.Printf("state in %s", st.where)
+	logger.Printf("listening on %s", l.Addr())
 	logger.Printf("MCP server on %s", h.mcpURL)
 	return serve(ctx, l, h, logger)
 }
