@@ -347,3 +347,40 @@ func redisDump(t *testing.T, url string) []byte {
 	}
 	return out.Bytes()
 }
+
+// TestFileSecret: the secret file is created once (mode 0600), read back
+// the same on the next start, and a damaged one stops the server.
+func TestFileSecret(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db.secret")
+	first, created, err := fileSecret(path)
+	if err != nil || !created || len(first) != minSecret {
+		t.Fatalf("first: %d bytes, created %v, %v", len(first), created, err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode: %v %v", fi.Mode(), err)
+	}
+	again, created, err := fileSecret(path)
+	if err != nil || created || !bytes.Equal(again, first) {
+		t.Fatalf("second: created %v, same %v, %v", created, bytes.Equal(again, first), err)
+	}
+	if err := os.WriteFile(path, []byte("c2hvcnQ=\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := fileSecret(path); err == nil || strings.Contains(err.Error(), "c2hvcnQ") {
+		t.Errorf("a short secret: %v", err)
+	}
+}
+
+// TestRedactURL: the Redis URL as logged has no password.
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"redis://127.0.0.1:6379/0":                              "redis://127.0.0.1:6379/0",
+		"redis://:" + secretPW + "@redis.internal:6379/2":       "redis://redis.internal:6379/2",
+		"rediss://user:" + secretPW + "@r:6380/0?x=" + secretPW: "rediss://r:6380/0",
+		"redis://%zz:" + secretPW + "@h":                        "(unparsable URL)",
+	} {
+		if got := redactURL(in); got != want {
+			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
