@@ -21,9 +21,9 @@ import (
 
 // TestRestart: on bbolt, a refresh token issued before a kill -9 works
 // after the restart on the same file, and so do the access tokens (the
-// signing keys are in the file) and a consent the user was about to
-// give (the transaction is in the file, and its cookie is signed with the
-// secret kept beside it). The token the last refresh rotated out is
+// signing keys are in the file), the consent given (remembered in the
+// file) and a consent the user was about to give (the transaction is in
+// the file, and its cookie is signed with the secret kept beside it). The token the last refresh rotated out is
 // refused with invalid_grant, and, being reuse (OAuth 2.1 §4.3.1), it
 // revokes the whole family: the refresh token and the access tokens
 // issued after the restart stop working too.
@@ -58,6 +58,11 @@ func TestRestart(t *testing.T) {
 	}
 	if sub := whoamiAt(t, issuer, second.Access); sub != testUser {
 		t.Errorf("an access token of before the restart: whoami %q", sub)
+	}
+	// The consent given before the restart is remembered: a new login of
+	// the same client skips the consent screen.
+	if again := startAuthorization(t, issuer, issuer, issuer, c, nil); again.consent != nil {
+		t.Error("the consent of before the restart was forgotten")
 	}
 	st, third := refresh(t, issuer, c, second.Refresh, nil)
 	if st != http.StatusOK {
@@ -289,7 +294,7 @@ func findSecrets(t *testing.T, where string, state []byte, sec *secrets) {
 // the bbolt file nor the keys and values of Redis hold any secret the test
 // used: client secrets, access, refresh and authorization codes, the
 // password, code verifiers, cookie values, the transaction and CSRF
-// values of the forms, and MCPAUTH_SECRET.
+// values of the forms, and MCPAUTH_SECRET; nor does the example's output.
 func TestNoSecretInState(t *testing.T) {
 	t.Run("bolt", func(t *testing.T) {
 		sec := &secrets{}
@@ -303,6 +308,7 @@ func TestNoSecretInState(t *testing.T) {
 		}
 		checkScanned(t, b, live)
 		findSecrets(t, "the bbolt file", b, sec)
+		findSecrets(t, "the output", []byte(p.stdout.String()+p.stderr.String()), sec)
 	})
 	t.Run("redis", func(t *testing.T) {
 		sec := &secrets{}
@@ -312,6 +318,7 @@ func TestNoSecretInState(t *testing.T) {
 		dump := redisDump(t, rs.URL())
 		checkScanned(t, dump, live)
 		findSecrets(t, "Redis", dump, sec)
+		findSecrets(t, "the output", []byte(p.stdout.String()+p.stderr.String()), sec)
 	})
 }
 
