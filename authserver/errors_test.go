@@ -89,12 +89,15 @@ func always(string, string) bool { return true }
 
 // newFaultEnv is newEnv on a faultStore over env.store, with an endpoint
 // at /mcp that the server's verifier protects.
-func newFaultEnv(t *testing.T) (*testEnv, *faultStore) {
+func newFaultEnv(t *testing.T, configure ...func(o *Options)) (*testEnv, *faultStore) {
 	t.Helper()
 	fs := &faultStore{}
 	env := newEnv(t, func(o *Options) {
 		fs.Store = o.Store
 		o.Store = fs
+		for _, c := range configure {
+			c(o)
+		}
 	})
 	v, err := env.as.Verifier()
 	if err != nil {
@@ -284,6 +287,47 @@ func TestStoreFailsMidExchange(t *testing.T) {
 			// The retry rotated or redeemed it: it is single use again.
 			if resp, m = env.post("/token", v, nil); resp.StatusCode != 400 || m["error"] != "invalid_grant" {
 				t.Errorf("third use: %d %v", resp.StatusCode, m)
+			}
+		})
+	}
+}
+
+// TestStoreFailsInGraceRedemption: a grace redemption (the client lost
+// the response of a rotation and presents the old token again) whose mark
+// of either token fails gets 503, and the client's retry is a grace
+// redemption again: the family is not revoked as for reuse.
+func TestStoreFailsInGraceRedemption(t *testing.T) {
+	for _, mark := range []string{"presented", "successor"} {
+		t.Run(mark, func(t *testing.T) {
+			env, fs := newFaultEnv(t, func(o *Options) { o.RefreshGracePeriod = 30 * time.Second })
+			old := env.tokensFor("")["refresh_token"].(string)
+			st, m := env.refreshWith(old)
+			if st != 200 {
+				t.Fatalf("rotation: %d %v", st, m)
+			}
+			failing := hashKey(keyRefreshUsed, old)
+			if mark == "successor" {
+				failing = hashKey(keyRefreshUsed, m["refresh_token"].(string)) // the lost response
+			}
+			once := true
+			fs.setFail(func(op, key string) bool {
+				if once && op == "Set" && key == failing {
+					once = false
+					return true
+				}
+				return false
+			})
+			resp, m := env.post("/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {old}, "client_id": {"app"}}, nil)
+			checkUnavailable(t, "grace redemption", resp, "", m)
+			if once {
+				t.Fatal("the fault was not reached")
+			}
+			st, m = env.refreshWith(old)
+			if st != 200 {
+				t.Fatalf("retry of the grace redemption: %d %v", st, m)
+			}
+			if st, m := env.refreshWith(m["refresh_token"].(string)); st != 200 {
+				t.Errorf("the family after the retry: %d %v", st, m)
 			}
 		})
 	}

@@ -354,7 +354,12 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request, c *client, f *fa
 	if ttl < time.Minute {
 		ttl = time.Minute
 	}
-	for i, h := range replaced {
+	// Marked last to first: in a grace redemption, should the mark of the
+	// successor be written and the presented token's fail, the presented
+	// token still points to the successor, which the caller puts back, and
+	// the client's retry is a grace redemption again rather than reuse.
+	for i := len(replaced) - 1; i >= 0; i-- {
+		h := replaced[i]
 		use, _ := json.Marshal(refreshUse{Family: f.ID, ClientID: c.ID, Successor: f.Current, UsedAt: now.UnixNano(), NoGrace: i > 0})
 		if err := s.store.Set(r.Context(), keyRefreshUsed+":"+h, use, ttl); err != nil {
 			s.forget(r, keyRefresh+":"+f.Current)
