@@ -147,6 +147,10 @@ func TestReplicas(t *testing.T) {
 			t.Errorf("replica %d: the family's live refresh token: %d %+v", i+1, st, tk)
 		}
 	}
+
+	// Lockout across replicas (#12) goes here: wrong passwords for one
+	// user spread over r[0], r[1] and r[2] lock it out on all three, once
+	// the failures are counted with Store.Incr rather than per process.
 }
 
 // checkDown wants a 503 with Retry-After.
