@@ -131,7 +131,8 @@ func checkUnavailable(t *testing.T, name string, resp *http.Response, body strin
 
 // TestStoreDownEveryEndpoint: with the store failing every call, every
 // endpoint that needs it answers 503 with Retry-After (never 500, never a
-// pass) and writes nothing; once it is back, the refresh token, the code,
+// pass) and writes nothing, while those that need none keep working; once
+// it is back, the refresh token, the code,
 // the login in progress and the access token of before all still work.
 func TestStoreDownEveryEndpoint(t *testing.T) {
 	env, fs := newFaultEnv(t)
@@ -216,6 +217,17 @@ func TestStoreDownEveryEndpoint(t *testing.T) {
 			continue
 		}
 		checkUnavailable(t, c.name, resp, body, m)
+	}
+	// What needs no store keeps working: the metadata, the key set (the
+	// current keys are held in memory) and client credentials for a
+	// pre-registered client.
+	for _, path := range []string{"/.well-known/oauth-authorization-server", "/jwks.json"} {
+		if r, err := httpGet(env.url(path)); err != nil || r.status != 200 {
+			t.Errorf("%s while the store is down: %v %v", path, r, err)
+		}
+	}
+	if resp, m := env.post("/token", form("grant_type", "client_credentials", "scope", "tools:read"), basicAuth("machine", testSecret)); resp.StatusCode != 200 {
+		t.Errorf("client credentials while the store is down: %d %v", resp.StatusCode, m)
 	}
 	if d := diff(before, snapshot(t, env.store)); len(d) != 0 {
 		t.Errorf("the store changed while it was down: %v", d)
