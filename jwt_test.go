@@ -670,6 +670,14 @@ func TestJWTRevocationStoreDown(t *testing.T) {
 	if w.Code != http.StatusServiceUnavailable {
 		t.Errorf("status = %d, want 503", w.Code)
 	}
+	// A hint to retry later, and the RFC 6749 code; never the store's error.
+	if ra := w.Header().Get("Retry-After"); ra != "5" {
+		t.Errorf("Retry-After = %q, want 5", ra)
+	}
+	var body map[string]string
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body["error"] != "temporarily_unavailable" || strings.Contains(w.Body.String(), errStoreDown.Error()) {
+		t.Errorf("body %s (%v)", w.Body, err)
+	}
 }
 
 // TestJWTAccessTokenType: an issuer with RequireAccessTokenType accepts

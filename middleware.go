@@ -83,7 +83,8 @@ type RequireOptions struct {
 // challenge (RFC 6750 §3), with error="invalid_token" when credentials were
 // presented; with 403 for [ErrForbidden], and error="insufficient_scope" for
 // a [ScopeError]; with 429 for [ErrRateLimited] (Retry-After for a
-// [RateLimitError]); with 503 when a credential source is down ([ErrUnavailable]).
+// [RateLimitError]); with 503 and Retry-After when a credential source is
+// down ([ErrUnavailable]).
 // The response body is a small JSON object with an RFC 6749 error code and a
 // fixed description: never the authenticator's error text, never a credential.
 //
@@ -207,6 +208,10 @@ func writeChallenge(w http.ResponseWriter, err error, resourceMetadata string) {
 		retry, limited = rl.RetryAfter, true
 	} else if f := (*refusal)(nil); errors.As(err, &f) && f.retryAfter > 0 {
 		retry, limited = f.retryAfter, true
+	} else if errors.Is(err, ErrUnavailable) {
+		// A store or key source that is down is usually back within
+		// seconds; the hint keeps clients from retrying in a tight loop.
+		retry, limited = unavailableRetryAfter, true
 	}
 	if limited {
 		secs := int64((retry + time.Second - 1) / time.Second)
@@ -220,6 +225,9 @@ func writeChallenge(w http.ResponseWriter, err error, resourceMetadata string) {
 	w.WriteHeader(resp.status)
 	_, _ = w.Write(resp.body)
 }
+
+// unavailableRetryAfter is the Retry-After of a 503.
+const unavailableRetryAfter = 5 * time.Second
 
 // A response is the answer to a refused request, built once per error class
 // and resource metadata URL: responses are what an attacker guessing
