@@ -83,7 +83,9 @@ func TestMTLSProxy(t *testing.T) {
 // TestMTLSProxyEnvoyLastElement takes the element the proxy next to us
 // appended, never an earlier one a client may have written.
 func TestMTLSProxyEnvoyLastElement(t *testing.T) {
-	e := newMTLSEnv(t, func(o *MTLSOptions) { o.ProxyHeader, o.TrustedProxies = "x-forwarded-client-cert", []string{"127.0.0.0/8"} })
+	e := newMTLSEnv(t, func(o *MTLSOptions) {
+		o.ProxyHeader, o.TrustedProxies = "x-forwarded-client-cert", []string{"127.0.0.0/8"}
+	})
 	now := e.clock.Now()
 	forged := e.clientCA.issue(t, "admin", now, nil)
 	real := e.clientCA.issue(t, "real-client", now, nil)
