@@ -88,7 +88,7 @@ func (s *Server) authorizationCode(w http.ResponseWriter, r *http.Request, p par
 		s.keyFault(r, "store unavailable")
 		return errUnavailable
 	}
-	at, e := s.mint(r, mcpauth.TokenClaims{Subject: rec.Subject, ClientID: c.ID, Audience: []string{rec.Resource}, Scopes: rec.Scopes, Roles: rec.Roles})
+	at, e := s.mint(r, boundClaims(r, c, mcpauth.TokenClaims{Subject: rec.Subject, ClientID: c.ID, Audience: []string{rec.Resource}, Scopes: rec.Scopes, Roles: rec.Roles}))
 	if e != nil {
 		return e
 	}
