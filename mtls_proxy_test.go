@@ -179,3 +179,20 @@ func TestMTLSProxyOwnCertificate(t *testing.T) {
 		t.Errorf("Authenticate = %v, want ErrNoCredentials", err)
 	}
 }
+
+// FuzzProxyHeader feeds the header parsers anything: they never panic, and
+// what the Envoy parser returns is part of its input.
+func FuzzProxyHeader(f *testing.F) {
+	f.Add(`By=spiffe://x;Hash=1;Cert="-----BEGIN%20CERTIFICATE-----%0A";Subject="CN=a,b"`)
+	f.Add(`Cert="a\"b",Cert=c`)
+	f.Add("%ZZ")
+	m := &MTLS{proxyHeader: envoyHeader}
+	nginx := &MTLS{proxyHeader: "X-Ssl-Client-Cert"}
+	f.Fuzz(func(t *testing.T, v string) {
+		if got, err := xfccCert(v); err == nil && len(got) > len(v) {
+			t.Errorf("xfccCert(%q) = %q: longer than its input", v, got)
+		}
+		_, _ = m.parseProxyHeader(v)
+		_, _ = nginx.parseProxyHeader(v)
+	})
+}

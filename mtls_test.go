@@ -27,7 +27,7 @@ type mtlsEnv struct {
 	events             *recordEvents
 }
 
-func newMTLSEnv(t *testing.T, edit func(*MTLSOptions)) *mtlsEnv {
+func newMTLSEnv(t testing.TB, edit func(*MTLSOptions)) *mtlsEnv {
 	t.Helper()
 	now := time.Now().UTC().Truncate(time.Second)
 	e := &mtlsEnv{dir: t.TempDir(), clock: &fakeClock{now: now}, events: &recordEvents{}}
