@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -701,6 +702,21 @@ func (v *JWTVerifier) verify(token string, now time.Time, checkTime bool) (*veri
 		KeyID:    keyID,
 	}
 	return &verifiedToken{principal: p, jti: jti, x5t: x5t}, nil
+}
+
+// boundThumbprint reads the x5t#S256 of a cnf claim. ok is false for a cnf
+// that binds the token to anything else as well (a DPoP key, RFC 9449),
+// which no request here can prove.
+func boundThumbprint(cnf any) (string, bool) {
+	m, isObject := cnf.(map[string]any)
+	if !isObject || len(m) != 1 {
+		return "", false
+	}
+	x5t, ok := m["x5t#S256"].(string)
+	if !ok || base64.RawURLEncoding.DecodedLen(len(x5t)) != sha256.Size {
+		return "", false
+	}
+	return x5t, true
 }
 
 // auditKeyID bounds a kid or jti before it goes to the audit log: it comes

@@ -410,21 +410,6 @@ func checkBoundCertificate(state *tls.ConnectionState, x5t string) error {
 	return nil
 }
 
-// boundThumbprint reads the x5t#S256 of a cnf claim. ok is false for a cnf
-// that binds the token to anything else as well (a DPoP key, RFC 9449),
-// which no request here can prove.
-func boundThumbprint(cnf any) (string, bool) {
-	m, isObject := cnf.(map[string]any)
-	if !isObject || len(m) != 1 {
-		return "", false
-	}
-	x5t, ok := m["x5t#S256"].(string)
-	if !ok || base64.RawURLEncoding.DecodedLen(len(x5t)) != sha256.Size {
-		return "", false
-	}
-	return x5t, true
-}
-
 // certIdentity reads the identity of kind from a certificate, in normal
 // form. ok is false when the certificate holds none, or more than one.
 func certIdentity(kind string, c *x509.Certificate) (string, bool) {
