@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/mcpauth/mcpauth/internal/mcptest"
@@ -148,5 +149,26 @@ func TestMTLSBoundToken(t *testing.T) {
 	// Verify has no connection: a bound token is refused.
 	if _, err := v.Verify(context.Background(), bound[len("Bearer "):]); !errors.Is(err, errTokenBound) {
 		t.Errorf("Verify of a bound token = %v, want errTokenBound", err)
+	}
+}
+
+// TestProtectedResourceCertificateBound: the resource metadata advertises
+// certificate-bound tokens when asked to, and only then.
+func TestProtectedResourceCertificateBound(t *testing.T) {
+	for _, bound := range []bool{false, true} {
+		pr, err := NewProtectedResource(ProtectedResourceOptions{
+			Resource:               "https://mcp.example.com/mcp",
+			AuthorizationServers:   []string{"https://as.example.com"},
+			CertificateBoundTokens: bound,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := httptest.NewRecorder()
+		pr.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/.well-known/oauth-protected-resource/mcp", nil))
+		got := strings.Contains(w.Body.String(), `"tls_client_certificate_bound_access_tokens":true`)
+		if got != bound || w.Code != 200 {
+			t.Errorf("CertificateBoundTokens %v: %d %s", bound, w.Code, w.Body)
+		}
 	}
 }
