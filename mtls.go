@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -136,7 +137,7 @@ type MTLS struct {
 	roleAttribute string
 	requireCert   bool
 	proxyHeader   string
-	proxies       []proxyPrefix
+	proxies       []netip.Prefix // trusted proxies, in normal form
 	interval      time.Duration
 	now           func() time.Time
 	events        EventSink

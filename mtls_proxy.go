@@ -28,9 +28,6 @@ const maxProxyHeader = 32 << 10
 // maxProxyChain bounds the certificates a header may carry.
 const maxProxyChain = 8
 
-// A proxyPrefix is a trusted proxy's address range.
-type proxyPrefix = netip.Prefix
-
 func (m *MTLS) setupProxy(name string, proxies []string) error {
 	if name == "" && len(proxies) == 0 {
 		return nil
