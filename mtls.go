@@ -224,7 +224,19 @@ func (m *MTLS) Authenticate(r *http.Request) (*Principal, error) {
 	if m == nil {
 		return nil, failure(MethodMTLS, ErrUnavailable, "", "not configured")
 	}
-	if header.Credentials(r.Header) > 0 || r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+	if header.Credentials(r.Header) > 0 {
+		return nil, ErrNoCredentials
+	}
+	if m.proxyHeader != "" {
+		// Require has done this already; a caller without Require must
+		// not have a proxy's own certificate taken for its client's.
+		r2, err := m.connection(r)
+		if err != nil {
+			return nil, err
+		}
+		r = r2
+	}
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		return nil, ErrNoCredentials
 	}
 	now := m.now()

@@ -175,8 +175,10 @@ func TestMTLSProxyOwnCertificate(t *testing.T) {
 	if r.TLS.PeerCertificates == nil {
 		t.Fatal("the caller's request was changed")
 	}
-	if _, err := e.m.Authenticate(r2); err != ErrNoCredentials {
-		t.Errorf("Authenticate = %v, want ErrNoCredentials", err)
+	for _, req := range []*http.Request{r2, r} { // r: Authenticate called without Require
+		if _, err := e.m.Authenticate(req); err != ErrNoCredentials {
+			t.Errorf("Authenticate = %v, want ErrNoCredentials", err)
+		}
 	}
 }
 
