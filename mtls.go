@@ -412,7 +412,7 @@ func checkBoundCertificate(state *tls.ConnectionState, x5t string) error {
 	if state == nil || len(state.PeerCertificates) == 0 {
 		return errCertMismatch
 	}
-	sum := sha256.Sum256(state.PeerCertificates[0].Raw)
+	sum := leafSums.sum(state.PeerCertificates[0])
 	var want [sha256.Size]byte
 	if n, err := base64.RawURLEncoding.Decode(want[:], []byte(x5t)); err != nil || n != sha256.Size {
 		return errCertMismatch
@@ -562,6 +562,34 @@ func spiffeID(s string) (string, bool) {
 		return scheme + td + "/" + path, true
 	}
 	return scheme + td, true
+}
+
+// leafSums remembers the SHA-256 of the certificates that bound tokens
+// came with, by the certificate as the connection holds it, so that a
+// connection's requests hash its certificate once. It is bounded: a full
+// memo is emptied.
+var leafSums sumMemo
+
+type sumMemo struct {
+	mu sync.RWMutex
+	m  map[*x509.Certificate][sha256.Size]byte
+}
+
+func (s *sumMemo) sum(c *x509.Certificate) [sha256.Size]byte {
+	s.mu.RLock()
+	sum, ok := s.m[c]
+	s.mu.RUnlock()
+	if ok {
+		return sum
+	}
+	sum = sha256.Sum256(c.Raw)
+	s.mu.Lock()
+	if s.m == nil || len(s.m) >= certCacheSize {
+		s.m = make(map[*x509.Certificate][sha256.Size]byte)
+	}
+	s.m[c] = sum
+	s.mu.Unlock()
+	return sum
 }
 
 // certCache remembers the outcome of checking a chain, by the leaf as the

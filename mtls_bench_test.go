@@ -1,6 +1,8 @@
 package mcpauth
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
@@ -116,4 +118,38 @@ func BenchmarkMTLSHandshake(b *testing.B) {
 		c.Close()
 	}
 	benchcmp.Interleave(b, 10, func() { handshake(true) }, func() { handshake(false) })
+}
+
+// BenchmarkMTLSBoundToken is a cached certificate-bound JWT over an
+// established connection with its certificate, beside the same verifier's
+// cached unbound token, interleaved: the cost of the binding check.
+func BenchmarkMTLSBoundToken(b *testing.B) {
+	e := newMTLSEnv(b, nil)
+	cert := e.clientCA.issue(b, "demo-client", e.clock.Now(), nil)
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	iss, err := NewJWTIssuer(JWTIssuerOptions{Issuer: "https://as.example.com", Key: key, Audience: []string{"https://mcp.example.com"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	v, err := NewJWTVerifier(JWTVerifierOptions{Issuers: []TrustedIssuer{iss.TrustedIssuer()}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer v.Close()
+	request := func(extra map[string]any) *http.Request {
+		tok, err := iss.Mint(TokenClaims{Subject: "alice", Extra: extra})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		r.TLS = &tls.ConnectionState{HandshakeComplete: true, PeerCertificates: []*x509.Certificate{cert.cert}}
+		return r
+	}
+	bound := request(map[string]any{"cnf": map[string]any{"x5t#S256": Thumbprint(cert.cert)}})
+	plain := request(nil)
+	if _, err := v.Authenticate(bound); err != nil {
+		b.Fatal(err)
+	}
+	benchcmp.Interleave(b, 100, func() { _, _ = v.Authenticate(bound) }, func() { _, _ = v.Authenticate(plain) })
 }
