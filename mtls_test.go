@@ -3,7 +3,6 @@ package mcpauth
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"io"
@@ -243,128 +242,6 @@ func (e *mtlsEnv) startWith(t *testing.T, m *MTLS) *httptest.Server {
 	return e.start(t, cfg, m)
 }
 
-// TestMTLSRotation rotates the server certificate, the client CA and the
-// CRL without a restart: the files change, the clock passes the reload
-// interval, and the next handshake uses them.
-func TestMTLSRotation(t *testing.T) {
-	e := newMTLSEnv(t, func(o *MTLSOptions) { o.ReloadInterval = time.Minute })
-	now := e.clock.Now()
-	srv := e.start(t, nil)
-	client := e.clientCA.issue(t, "demo-client", now, nil)
-
-	serverSerial := func() string {
-		t.Helper()
-		resp, err := mtlsClient(e.serverCA, client).Get(srv.URL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.TLS.PeerCertificates[0].SerialNumber.String()
-	}
-	first := serverSerial()
-	if first != e.server.cert.SerialNumber.String() {
-		t.Fatalf("server certificate %s, want %s", first, e.server.cert.SerialNumber)
-	}
-
-	// The server certificate.
-	next := e.serverCA.serverCert(t, now)
-	writeFile(t, e.dir, "server.pem", next.certPEM)
-	writeFile(t, e.dir, "server-key.pem", next.keyPEM)
-	if got := serverSerial(); got != first {
-		t.Fatalf("the certificate changed before the interval passed")
-	}
-	e.clock.Advance(time.Minute)
-	if got := serverSerial(); got != next.cert.SerialNumber.String() {
-		t.Fatalf("after rotation: server certificate %s, want %s", got, next.cert.SerialNumber)
-	}
-
-	// The client CA: a client of a new CA is refused, then accepted once
-	// the CA file holds the new CA, and the old CA's clients are refused
-	// once it no longer holds the old one.
-	newCA := newTestCA(t, "new client CA", now)
-	newClient := newCA.issue(t, "new-client", now, nil)
-	if _, _, err := get(t, mtlsClient(e.serverCA, newClient), srv.URL); err == nil {
-		t.Fatal("a client of an unknown CA got in")
-	}
-	writeFile(t, e.dir, "ca.pem", append(append([]byte(nil), e.clientCA.pem...), newCA.pem...))
-	e.clock.Advance(time.Minute)
-	if status, p, err := get(t, mtlsClient(e.serverCA, newClient), srv.URL); err != nil || status != 200 || p.Subject != "new-client" {
-		t.Fatalf("client of the added CA: %d %+v %v", status, p, err)
-	}
-	oldConn := mtlsClient(e.serverCA, client)
-	if status, _, err := get(t, oldConn, srv.URL); err != nil || status != 200 {
-		t.Fatalf("client of the old CA, both trusted: %d %v", status, err)
-	}
-	writeFile(t, e.dir, "ca.pem", newCA.pem)
-	e.clock.Advance(time.Minute)
-	if _, _, err := get(t, mtlsClient(e.serverCA, client), srv.URL); err == nil {
-		t.Fatal("a client of the removed CA completed a handshake")
-	}
-	// Its open connection is refused too: Authenticate checks against the
-	// CAs of now.
-	if status, _, err := get(t, oldConn, srv.URL); err != nil || status != 401 || e.lastReason() != "cert_untrusted" {
-		t.Fatalf("open connection of the removed CA: %d %v %q", status, err, e.lastReason())
-	}
-}
-
-// TestMTLSBadReload keeps the last good files when a reload fails, and
-// reports it; a bad file at start-up is an error.
-func TestMTLSBadReload(t *testing.T) {
-	e := newMTLSEnv(t, nil)
-	now := e.clock.Now()
-	revoked := e.clientCA.issue(t, "revoked", now, nil)
-	e.opts.CRLFile = writeFile(t, e.dir, "crl.pem", e.clientCA.crl(t, now, revoked.cert))
-	e.opts.ReloadInterval = time.Minute
-	m, err := NewMTLS(e.opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := e.startWith(t, m)
-	lenient := e.start(t, &tls.Config{Certificates: []tls.Certificate{e.server.tls}, ClientAuth: tls.RequestClientCert}, m)
-
-	otherCA := newTestCA(t, "other", now)
-	bad := map[string][]byte{
-		"garbage":                 []byte("not a CRL"),
-		"signed by an unknown CA": otherCA.crl(t, now),
-		"a certificate":           e.clientCA.pem,
-	}
-	for name, data := range bad {
-		t.Run(name, func(t *testing.T) {
-			writeFile(t, e.dir, "crl.pem", data)
-			if err := m.Reload(); err == nil {
-				t.Fatal("Reload accepted a bad CRL")
-			}
-			if e.lastReason() != reasonReloadFailed {
-				t.Errorf("event reason %q, want %q", e.lastReason(), reasonReloadFailed)
-			}
-			// The interval's check reports it too, once per change.
-			writeFile(t, e.dir, "crl.pem", data)
-			n := len(e.events.reasons())
-			e.clock.Advance(time.Minute)
-			if _, _, err := get(t, mtlsClient(e.serverCA, revoked), srv.URL); err == nil {
-				t.Error("the revoked certificate completed a handshake after a bad reload")
-			}
-			if got := e.events.reasons(); len(got) != n+1 || got[n] != reasonReloadFailed {
-				t.Errorf("events after the interval: %q", got[n:])
-			}
-			if status, _, _ := get(t, mtlsClient(e.serverCA, revoked), lenient.URL); status != 401 || e.lastReason() != "cert_revoked" {
-				t.Errorf("the revoked certificate: %d %q", status, e.lastReason())
-			}
-			o := e.opts
-			if _, err := NewMTLS(o); err == nil {
-				t.Error("NewMTLS accepted the bad CRL")
-			}
-		})
-	}
-	writeFile(t, e.dir, "crl.pem", e.clientCA.crl(t, now))
-	if err := m.Reload(); err != nil {
-		t.Fatal(err)
-	}
-	if status, _, err := get(t, mtlsClient(e.serverCA, revoked), srv.URL); err != nil || status != 200 {
-		t.Fatalf("after a good CRL without it: %d %v", status, err)
-	}
-}
-
 // TestMTLSIdentityMapping reads each kind of identity over a real
 // handshake, with roles from the table and from OU.
 func TestMTLSIdentityMapping(t *testing.T) {
@@ -404,45 +281,6 @@ func TestMTLSIdentityMapping(t *testing.T) {
 			none := e.clientCA.issue(t, "", e.clock.Now(), nil)
 			if status, _, _ := get(t, mtlsClient(e.serverCA, none), srv.URL); status != 401 || e.lastReason() != "cert_identity" {
 				t.Errorf("without the identity: %d %q", status, e.lastReason())
-			}
-		})
-	}
-}
-
-func TestCertIdentity(t *testing.T) {
-	u := func(s string) *url.URL { v, _ := url.Parse(s); return v }
-	tests := []struct {
-		name, kind string
-		cert       *x509.Certificate
-		want       string // "" refuses
-	}{
-		{"spiffe", "spiffe", &x509.Certificate{URIs: []*url.URL{u("spiffe://td.example/a/b")}}, "spiffe://td.example/a/b"},
-		{"spiffe trust domain only", "spiffe", &x509.Certificate{URIs: []*url.URL{u("spiffe://td.example")}}, "spiffe://td.example"},
-		{"spiffe upper-case trust domain", "spiffe", &x509.Certificate{URIs: []*url.URL{u("SPIFFE://TD.example/a")}}, "spiffe://td.example/a"},
-		{"spiffe two URIs", "spiffe", &x509.Certificate{URIs: []*url.URL{u("spiffe://td/a"), u("spiffe://td/b")}}, ""},
-		{"spiffe trailing slash", "spiffe", &x509.Certificate{URIs: []*url.URL{u("spiffe://td/a/")}}, ""},
-		{"spiffe dot segment", "spiffe", &x509.Certificate{URIs: []*url.URL{u("spiffe://td/a/../b")}}, ""},
-		{"spiffe empty segment", "spiffe", &x509.Certificate{URIs: []*url.URL{u("spiffe://td//b")}}, ""},
-		{"spiffe port", "spiffe", &x509.Certificate{URIs: []*url.URL{u("spiffe://td:8080/a")}}, ""},
-		{"spiffe user", "spiffe", &x509.Certificate{URIs: []*url.URL{u("spiffe://u@td/a")}}, ""},
-		{"spiffe query", "spiffe", &x509.Certificate{URIs: []*url.URL{u("spiffe://td/a?x=1")}}, ""},
-		{"spiffe percent-encoded", "spiffe", &x509.Certificate{URIs: []*url.URL{u("spiffe://td/a%2Fb")}}, ""},
-		{"spiffe other scheme", "spiffe", &x509.Certificate{URIs: []*url.URL{u("https://td/a")}}, ""},
-		{"spiffe no trust domain", "spiffe", &x509.Certificate{URIs: []*url.URL{u("spiffe:///a")}}, ""},
-		{"dns", "dns", &x509.Certificate{DNSNames: []string{"Api.Example.COM."}}, "api.example.com"},
-		{"dns wildcard", "dns", &x509.Certificate{DNSNames: []string{"*.example.com"}}, ""},
-		{"dns two", "dns", &x509.Certificate{DNSNames: []string{"a.example", "b.example"}}, ""},
-		{"email", "email", &x509.Certificate{EmailAddresses: []string{"Bob@EXAMPLE.com"}}, "Bob@example.com"},
-		{"email no domain", "email", &x509.Certificate{EmailAddresses: []string{"bob@"}}, ""},
-		{"cn", "cn", &x509.Certificate{Subject: pkix.Name{Names: []pkix.AttributeTypeAndValue{{Type: oidCommonName, Value: "svc"}}}}, "svc"},
-		{"two cn", "cn", &x509.Certificate{Subject: pkix.Name{Names: []pkix.AttributeTypeAndValue{{Type: oidCommonName, Value: "a"}, {Type: oidCommonName, Value: "b"}}}}, ""},
-		{"cn control character", "cn", &x509.Certificate{Subject: pkix.Name{Names: []pkix.AttributeTypeAndValue{{Type: oidCommonName, Value: "a\nb"}}}}, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, ok := certIdentity(tt.kind, tt.cert)
-			if got != tt.want || ok != (tt.want != "") {
-				t.Errorf("certIdentity = %q, %v; want %q", got, ok, tt.want)
 			}
 		})
 	}
