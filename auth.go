@@ -17,6 +17,7 @@ const (
 	MethodAPIKey Method = "apikey"
 	MethodJWT    Method = "jwt"
 	MethodOAuth  Method = "oauth"
+	MethodMTLS   Method = "mtls"
 )
 
 // A Principal is the authenticated caller of one request.

@@ -37,6 +37,7 @@ type cacheEntry struct {
 	principal    *Principal // sealed: shared by every request with the token
 	revocationID string
 	until        time.Time
+	x5t          string // the certificate the token is bound to, if any
 }
 
 func newTokenCache(ttl time.Duration, size int) *tokenCache {

@@ -264,7 +264,7 @@ func TestJWTBadInput(t *testing.T) {
 		{"no aud", rs(claims(map[string]any{"aud": nil})), errTokenAudience},
 		{"aud a number", rs(claims(map[string]any{"aud": 7})), errTokenMalformed},
 		{"no sub", rs(claims(map[string]any{"sub": nil})), errTokenMalformed},
-		{"bound to a client certificate", rs(claims(map[string]any{"cnf": map[string]any{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}})), errTokenBound},
+		{"bound to a client certificate, none presented", rs(claims(map[string]any{"cnf": map[string]any{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}})), errCertMismatch}, // no client certificate on this request
 		{"bound to a DPoP key", rs(claims(map[string]any{"cnf": map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}})), errTokenBound},
 		{"cnf null", rs(claims(map[string]any{"cnf": json.RawMessage("null")})), errTokenBound},
 		{"cnf empty", rs(claims(map[string]any{"cnf": map[string]any{}})), errTokenBound},

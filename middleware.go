@@ -109,6 +109,9 @@ func Require(opts *RequireOptions, authenticators ...Authenticator) func(http.Ha
 		if a != nil {
 			m.authenticators = append(m.authenticators, a)
 		}
+		if c, ok := a.(connectionChecker); ok && m.conn == nil {
+			m.conn = c
+		}
 	}
 	m.open = newOpenRequests(m.opts.RevocationCheckInterval, m.events)
 	return func(next http.Handler) http.Handler {
@@ -125,9 +128,20 @@ type middleware struct {
 	events         EventSink
 	successes      *successLog // nil: report every success in full
 	open           *openRequests
+	// conn is the client-certificate authenticator that says what
+	// certificate a request comes with (see MTLS proxy mode), if any.
+	conn connectionChecker
 }
 
 func (m *middleware) serve(w http.ResponseWriter, r *http.Request, toNext bridge.Handler) {
+	if m.conn != nil {
+		r2, err := m.conn.connection(r)
+		if err != nil {
+			m.fail(w, r, err)
+			return
+		}
+		r = r2
+	}
 	p, err := m.authenticate(r)
 	if err != nil {
 		m.fail(w, r, err)

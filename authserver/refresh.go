@@ -322,7 +322,7 @@ func (s *Server) checkRefresh(r *http.Request, p params, familyID string) (*fami
 // tokens replaced (the one presented, and in a grace redemption the one
 // whose response was lost) are recorded as used, pointing to the new one.
 func (s *Server) rotate(w http.ResponseWriter, r *http.Request, c *client, f *family, scopes []string, replaced []string, oldExpires int64) *oauthError {
-	at, e := s.mint(r, mcpauth.TokenClaims{Subject: f.Subject, ClientID: c.ID, Audience: []string{f.Resource}, Scopes: scopes, Roles: f.Roles})
+	at, e := s.mint(r, boundClaims(r, c, mcpauth.TokenClaims{Subject: f.Subject, ClientID: c.ID, Audience: []string{f.Resource}, Scopes: scopes, Roles: f.Roles}))
 	if e != nil {
 		return e
 	}

@@ -102,7 +102,7 @@ func (s *Server) authorizationCode(w http.ResponseWriter, r *http.Request, p par
 
 // redeem issues the tokens of a code that was taken.
 func (s *Server) redeem(w http.ResponseWriter, r *http.Request, c *client, code string, rec *codeRecord) *oauthError {
-	at, e := s.mint(r, mcpauth.TokenClaims{Subject: rec.Subject, ClientID: c.ID, Audience: []string{rec.Resource}, Scopes: rec.Scopes, Roles: rec.Roles})
+	at, e := s.mint(r, boundClaims(r, c, mcpauth.TokenClaims{Subject: rec.Subject, ClientID: c.ID, Audience: []string{rec.Resource}, Scopes: rec.Scopes, Roles: rec.Roles}))
 	if e != nil {
 		return e
 	}
