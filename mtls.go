@@ -1,6 +1,7 @@
 package mcpauth
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
@@ -138,6 +139,7 @@ type MTLS struct {
 	proxies       []netip.Prefix // trusted proxies, in normal form
 	interval      time.Duration
 	now           func() time.Time
+	clockOpt      func() time.Time // opts.Clock: nil unless one was given
 	events        EventSink
 
 	state     atomic.Pointer[mtlsState]
@@ -171,6 +173,7 @@ func NewMTLS(opts MTLSOptions) (*MTLS, error) {
 		requireCert:   opts.RequireClientCert,
 		interval:      opts.ReloadInterval,
 		now:           opts.Clock,
+		clockOpt:      opts.Clock,
 		events:        sinkFor(opts.Events, opts.Logger),
 	}
 	if m.identity == "" {
@@ -364,10 +367,33 @@ func (m *MTLS) verify(st *mtlsState, certs []*x509.Certificate, now time.Time) *
 		Expiry:  e.notAfter,
 		Claims:  map[string]any{"x5t#S256": x5t},
 		KeyID:   x5t,
+		clock:   m.clockOpt,
 	}
+	p.state = &certState{m: m, certs: e.certs}
 	e.p = p.seal()
 	return e
 }
+
+// certState tells an open request whether its certificate is still good
+// under the current files: a CRL or a set of CAs that changed since can end
+// a stream the certificate opened (see credentialState).
+type certState struct {
+	m     *MTLS
+	certs []*x509.Certificate
+}
+
+func (s *certState) isRevoked(context.Context) (bool, error) {
+	now := s.m.now()
+	s.m.maybeReload(now)
+	e := s.m.check(s.certs, certKey{leaf: s.certs[0]}, now)
+	_, err := e.result(now)
+	return err != nil, nil
+}
+
+// shared implements credentialState: the files change outside the process,
+// so open requests are checked at intervals (the files themselves at most
+// once per ReloadInterval).
+func (s *certState) shared() bool { return true }
 
 func (m *MTLS) rolesOf(id string, leaf *x509.Certificate) []string {
 	var roles []string

@@ -198,6 +198,8 @@ func (m *MTLS) reloadLocked() error {
 	st.gen = old.gen + 1
 	st.tls = m.innerConfig(st)
 	m.state.Store(st)
+	// A new CRL or a CA removed may revoke what open requests present.
+	notifyRevoked()
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package mcpauth
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -231,6 +232,53 @@ func TestMTLSOpenConnection(t *testing.T) {
 			t.Fatal("a new handshake with a revoked certificate succeeded")
 		}
 	})
+}
+
+// TestMTLSStreamEndsOnRevocation: a request that is still open when a new
+// CRL revokes its certificate ends, with ErrRevoked as its cause.
+func TestMTLSStreamEndsOnRevocation(t *testing.T) {
+	e := newMTLSEnv(t, func(o *MTLSOptions) { o.ReloadInterval = -1 })
+	now := e.clock.Now()
+	cert := e.clientCA.issue(t, "streaming", now, nil)
+	e.opts.CRLFile = writeFile(t, e.dir, "crl.pem", e.clientCA.crl(t, now))
+	m, err := NewMTLS(e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := m.TLSConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened, ended := make(chan struct{}), make(chan error, 1)
+	srv := httptest.NewUnstartedServer(Require(&RequireOptions{Events: e.events}, m)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		http.NewResponseController(w).Flush()
+		close(opened)
+		select {
+		case <-r.Context().Done():
+			ended <- context.Cause(r.Context())
+		case <-time.After(30 * time.Second):
+			ended <- nil
+		}
+	})))
+	srv.TLS = cfg
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	go func() {
+		resp, err := mtlsClient(e.serverCA, cert).Get(srv.URL)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}()
+	<-opened
+	writeFile(t, e.dir, "crl.pem", e.clientCA.crl(t, now, cert.cert))
+	if err := m.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if cause := <-ended; !errors.Is(cause, ErrRevoked) {
+		t.Fatalf("the open request ended with %v, want ErrRevoked", cause)
+	}
 }
 
 func (e *mtlsEnv) startWith(t *testing.T, m *MTLS) *httptest.Server {
