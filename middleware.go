@@ -115,7 +115,7 @@ func Require(opts *RequireOptions, authenticators ...Authenticator) func(http.Ha
 	}
 	m.open = newOpenRequests(m.opts.RevocationCheckInterval, m.events)
 	return func(next http.Handler) http.Handler {
-		toNext := bridge.New(next, principalKey{})
+		toNext := bridge.New(next)
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			m.serve(w, r, toNext)
 		})
@@ -134,6 +134,7 @@ type middleware struct {
 }
 
 func (m *middleware) serve(w http.ResponseWriter, r *http.Request, toNext bridge.Handler) {
+	gen := revocationGeneration() // before the credential is judged: see openRequests.open
 	if m.conn != nil {
 		r2, err := m.conn.connection(r)
 		if err != nil {
@@ -150,9 +151,10 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, toNext bridge
 	m.auditSuccess(r, p)
 	// The request ends when the credential does (stream.go): a stream
 	// must not outlive the key or token that opened it.
-	ctx, open := m.open.open(w, r.Context(), p, r.RemoteAddr, requestID(r))
+	open := m.open.open(w, r.Context(), p, r.RemoteAddr, requestID(r), gen)
 	defer m.open.close(open)
-	toNext(open, r, ctx, p, p.tokenInfo())
+	open.bc.Key, open.bc.Caller, open.bc.Info = principalKey{}, p, p.tokenInfo()
+	toNext(open, r, &open.bc)
 	if err := open.unanswered(); err != nil {
 		// The credential ended before the handler answered (go-sdk runs a
 		// 2025-11-25 tool call to its end whatever the request's context):

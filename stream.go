@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mcpauth/mcpauth/internal/bridge"
 )
 
 // What a credential opened ends with it. Require authenticates a request
@@ -46,9 +48,15 @@ const stateCheckTimeout = 5 * time.Second
 // revocation is the process-wide signal that a credential was revoked: the
 // channel is closed and replaced on every revocation.
 var revocation struct {
-	mu sync.Mutex
-	ch chan struct{}
+	mu  sync.Mutex
+	ch  chan struct{}
+	gen atomic.Uint64 // revocations so far
 }
+
+// revocationGeneration counts the revocations in this process: a request
+// that sees it change between its authentication and the start of its
+// tracking checks its credential again, as no watcher will have.
+func revocationGeneration() uint64 { return revocation.gen.Load() }
 
 // revocations returns a channel that is closed at the next revocation.
 func revocations() <-chan struct{} {
@@ -66,6 +74,7 @@ func revocations() <-chan struct{} {
 func notifyRevoked() {
 	revocation.mu.Lock()
 	defer revocation.mu.Unlock()
+	revocation.gen.Add(1)
 	if revocation.ch != nil {
 		close(revocation.ch)
 	}
@@ -83,10 +92,11 @@ type openRequests struct {
 	events   EventSink
 
 	mu       sync.Mutex
-	reqs     map[*openRequest]struct{}
-	running  bool      // a watcher goroutine runs
-	earliest time.Time // the deadline the watcher sleeps toward; zero: none
-	round    uint64    // revocation checks done; see openRequest.round
+	first    *openRequest // the open requests, a doubly linked list
+	n        int          // how many
+	running  bool         // a watcher goroutine runs
+	earliest time.Time    // the deadline the watcher sleeps toward; zero: none
+	round    uint64       // revocation checks done; see openRequest.round
 	wake     chan struct{}
 }
 
@@ -95,6 +105,13 @@ type openRequests struct {
 // write: whatever the handler still does (go-sdk lets a tool call of the
 // 2025-11-25 protocol run to its end), nothing more reaches the client.
 type openRequest struct {
+	// bc is the request's context as go-sdk and the handlers see it: the
+	// caller, over the cancellable context. It shares this allocation.
+	bc bridge.Context
+
+	prev, next *openRequest // in openRequests' list, under its mutex
+	listed     bool
+
 	w        http.ResponseWriter
 	p        *Principal
 	cancel   context.CancelCauseFunc
@@ -165,17 +182,18 @@ func newOpenRequests(interval time.Duration, events EventSink) *openRequests {
 		interval: interval,
 		now:      time.Now,
 		events:   events,
-		reqs:     make(map[*openRequest]struct{}),
 		wake:     make(chan struct{}, 1),
 	}
 }
 
-// open tracks a request of p and returns the context to serve it with,
-// which is cancelled when p's credential ends, and the function to call
-// when the request is done.
-func (o *openRequests) open(w http.ResponseWriter, parent context.Context, p *Principal, remote, reqID string) (context.Context, *openRequest) {
-	ctx, cancel := context.WithCancelCause(parent)
-	r := &openRequest{w: w, p: p, cancel: cancel, remote: remote, reqID: reqID}
+// open tracks a request of p. Its bc.Context is the context to serve it
+// with, which is cancelled when p's credential ends; close it when the
+// request is done.
+//
+// gen is revocationGeneration() from before the request was authenticated.
+func (o *openRequests) open(w http.ResponseWriter, parent context.Context, p *Principal, remote, reqID string, gen uint64) *openRequest {
+	r := &openRequest{w: w, p: p, remote: remote, reqID: reqID}
+	r.bc.Context, r.cancel = context.WithCancelCause(parent)
 	if !p.Expiry.IsZero() {
 		r.deadline = p.Expiry.Add(p.grace)
 		if p.clock != nil {
@@ -186,46 +204,85 @@ func (o *openRequests) open(w http.ResponseWriter, parent context.Context, p *Pr
 	}
 	o.mu.Lock()
 	r.round = o.round
-	o.reqs[r] = struct{}{}
+	o.add(r)
 	start := !o.running
 	o.running = true
 	earlier := !r.deadline.IsZero() && (o.earliest.IsZero() || r.deadline.Before(o.earliest))
 	if earlier {
 		o.earliest = r.deadline
 	}
+	var revoked <-chan struct{}
+	if start {
+		// Asked for now, with r listed: a revocation from here on
+		// wakes the new watcher, which checks r.
+		revoked = revocations()
+	}
 	o.mu.Unlock()
+	if revocationGeneration() != gen && p.state != nil {
+		// A revocation between the authentication and the listing of r:
+		// the watchers checked before r was listed.
+		o.recheck(r)
+	}
 	switch {
 	case start:
-		go o.watch()
+		go o.watch(revoked)
 	case earlier:
 		select {
 		case o.wake <- struct{}{}:
 		default:
 		}
 	}
-	return ctx, r
+	return r
+}
+
+// add and remove keep the list; o.mu is held.
+func (o *openRequests) add(r *openRequest) {
+	r.next = o.first
+	if o.first != nil {
+		o.first.prev = r
+	}
+	o.first, r.listed = r, true
+	o.n++
+}
+
+func (o *openRequests) remove(r *openRequest) {
+	if !r.listed {
+		return
+	}
+	if r.prev != nil {
+		r.prev.next = r.next
+	} else {
+		o.first = r.next
+	}
+	if r.next != nil {
+		r.next.prev = r.prev
+	}
+	r.prev, r.next, r.listed = nil, nil, false
+	o.n--
 }
 
 // close stops tracking r and releases its context.
 func (o *openRequests) close(r *openRequest) {
 	o.mu.Lock()
-	delete(o.reqs, r)
+	o.remove(r)
 	o.mu.Unlock()
 	r.cancel(context.Canceled) // no effect once ended: the first cause stays
 }
 
 // watch ends open requests whose credential expired or was revoked, until
 // no request is open.
-func (o *openRequests) watch() {
+//
+// revoked is the revocation signal asked for when the watcher was started.
+func (o *openRequests) watch(revoked <-chan struct{}) {
 	timer := time.NewTimer(o.interval)
 	defer timer.Stop()
 	nextPoll := o.now().Add(o.interval)
 	recheck := false // a revocation was signalled
 	for {
-		// Ask for the signal before looking at the requests: a revocation
-		// recorded after this closes the channel, so none is missed.
-		revoked := revocations()
 		if recheck {
+			// Ask for the signal again before looking at the requests: a
+			// revocation recorded after this closes it, so none is missed.
+			revoked = revocations()
 			recheck = false
 			o.checkStates(true)
 		}
@@ -274,17 +331,18 @@ func (o *openRequests) watch() {
 func (o *openRequests) endExpired(now time.Time) (polling, idle bool) {
 	var ended []*openRequest
 	o.mu.Lock()
-	if len(o.reqs) == 0 {
+	if o.n == 0 {
 		o.running = false
 		o.earliest = time.Time{}
 		o.mu.Unlock()
 		return false, true
 	}
 	var earliest time.Time
-	for r := range o.reqs {
+	for r, next := o.first, (*openRequest)(nil); r != nil; r = next {
+		next = r.next
 		if !r.deadline.IsZero() {
 			if !now.Before(r.deadline) {
-				delete(o.reqs, r)
+				o.remove(r)
 				ended = append(ended, r)
 				continue
 			}
@@ -314,7 +372,7 @@ func (o *openRequests) checkStates(all bool) {
 	o.round++
 	round := o.round
 	byPrincipal := make(map[*Principal][]*openRequest)
-	for r := range o.reqs {
+	for r := o.first; r != nil; r = r.next {
 		s := r.p.state
 		if s == nil || (!all && (!s.shared() || r.round+1 >= round)) {
 			continue
@@ -345,8 +403,8 @@ func (o *openRequests) checkStates(all bool) {
 		}
 		o.mu.Lock()
 		for _, r := range reqs {
-			if _, open := o.reqs[r]; open {
-				delete(o.reqs, r)
+			if r.listed {
+				o.remove(r)
 				endings = append(endings, ending{r, cause})
 			}
 		}
@@ -354,6 +412,28 @@ func (o *openRequests) checkStates(all bool) {
 	}
 	for _, e := range endings {
 		o.end(e.r, e.cause)
+	}
+}
+
+// recheck asks r's state whether its credential was revoked, and ends r if
+// it was.
+func (o *openRequests) recheck(r *openRequest) {
+	ctx, cancel := context.WithTimeout(context.Background(), stateCheckTimeout)
+	defer cancel()
+	revoked, err := r.p.state.isRevoked(ctx)
+	if err == nil && !revoked {
+		return
+	}
+	cause := ErrRevoked
+	if err != nil {
+		cause = errRevocationsFailed
+	}
+	o.mu.Lock()
+	listed := r.listed
+	o.remove(r)
+	o.mu.Unlock()
+	if listed {
+		o.end(r, cause)
 	}
 }
 

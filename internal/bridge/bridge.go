@@ -35,20 +35,24 @@ var SDKKey = ProbeKey(auth.TokenInfoFromContext)
 // tests turn it off to run the fallback.
 var Direct = SDKKey != nil
 
-// A Handler serves a request whose caller was authenticated: ctx replaces
-// the request's context (it derives from it, and may be cancelled before
-// it); value is the caller as its package keeps it, put on the context
-// under that package's key; info is the caller as go-sdk sees it.
-type Handler func(w http.ResponseWriter, r *http.Request, ctx context.Context, value any, info *auth.TokenInfo)
+// A Handler serves a request whose caller was authenticated. c holds the
+// request's new context (c.Context: it derives from the request's, and may
+// be cancelled before it), the caller as its package keeps it (c.Caller,
+// under c.Key) and the caller as go-sdk sees it (c.Info); the Handler sets
+// c.SDKKey. The caller of a Handler allocates c, so that it can share one
+// allocation with what else it keeps per request.
+type Handler func(w http.ResponseWriter, r *http.Request, c *Context)
 
-// New returns next behind the bridge. key is the context key under which
-// next reads value back; it should be of an unexported type of the caller's
-// package, so that no other code can put a caller on a request.
-func New(next http.Handler, key any) Handler {
+// New returns next behind the bridge. The Context the Handler is given
+// names the key (Context.Key) under which next reads the caller back; it
+// should be of an unexported type of the caller's package, so that no
+// other code can put a caller on a request.
+func New(next http.Handler) Handler {
 	if Direct {
 		sdkKey := SDKKey
-		return func(w http.ResponseWriter, r *http.Request, ctx context.Context, value any, info *auth.TokenInfo) {
-			next.ServeHTTP(w, r.WithContext(&Context{Context: ctx, Key: key, Caller: value, Info: info, SDKKey: sdkKey}))
+		return func(w http.ResponseWriter, r *http.Request, c *Context) {
+			c.SDKKey = sdkKey
+			next.ServeHTTP(w, r.WithContext(c))
 		}
 	}
 	sdk := auth.RequireBearerToken(verifier, &auth.RequireBearerTokenOptions{
@@ -57,8 +61,8 @@ func New(next http.Handler, key any) Handler {
 		AllowMissingExpiration: true,
 		ClockSkew:              time.Duration(1<<63 - 1),
 	})(restoreHeader(next))
-	return func(w http.ResponseWriter, r *http.Request, ctx context.Context, value any, info *auth.TokenInfo) {
-		ctx = context.WithValue(context.WithValue(ctx, key, value), infoKey{}, info)
+	return func(w http.ResponseWriter, r *http.Request, c *Context) {
+		ctx := context.WithValue(context.WithValue(c.Context, c.Key, c.Caller), infoKey{}, c.Info)
 		// RequireBearerToken reads only "Authorization: Bearer <token>". A
 		// request that authenticated another way (X-API-Key, mTLS, a bearer
 		// header with unusual spacing) is shown to it with a placeholder
