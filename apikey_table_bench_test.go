@@ -1,0 +1,150 @@
+package mcpauth
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/mcpauth/mcpauth/internal/benchcmp"
+)
+
+// cowTable is the key table as it was before the sharded one: a map
+// replaced by a copy on every Add, read without a lock. It is the baseline
+// of the table benchmarks.
+type cowTable struct {
+	mu    sync.Mutex
+	table atomic.Pointer[map[[32]byte]*keyEntry]
+}
+
+// add is the former APIKeys.Add.
+func (c *cowTable) add(key APIKey) error {
+	e, err := newKeyEntry(key)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := *c.table.Load()
+	if _, dup := old[e.hash]; dup {
+		return errors.New("duplicate")
+	}
+	table := make(map[[32]byte]*keyEntry, len(old)+1)
+	for h, v := range old {
+		table[h] = v
+	}
+	table[e.hash] = e
+	c.table.Store(&table)
+	return nil
+}
+
+func (c *cowTable) get(sum *[32]byte) *keyEntry { return (*c.table.Load())[*sum] }
+
+// million is one million keys, in the sharded table (an APIKeys) and in
+// the copy-on-write one, sharing their entries; built once, as it takes a
+// few seconds.
+var million = sync.OnceValues(func() (*APIKeys, *cowTable) {
+	const n = 1_000_000
+	k, _ := NewAPIKeys()
+	k.table.init(n)
+	cow := &cowTable{}
+	m := make(map[[32]byte]*keyEntry, n)
+	for range n {
+		e, err := newKeyEntry(APIKey{Hash: randomHash()})
+		if err != nil {
+			panic(err)
+		}
+		k.table.add(e)
+		m[e.hash] = e
+	}
+	cow.table.Store(&m)
+	return k, cow
+})
+
+func randomHash() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// freshHashes returns a source of new key hashes, made a thousand at a time
+// with the timer stopped, so that stopping it is paid once per batch.
+func freshHashes(b *testing.B) func() string {
+	var batch []string
+	return func() string {
+		if len(batch) == 0 {
+			b.StopTimer()
+			batch = make([]string, 1000)
+			for i := range batch {
+				batch[i] = randomHash()
+			}
+			b.StartTimer()
+		}
+		h := batch[0]
+		batch = batch[1:]
+		return h
+	}
+}
+
+// BenchmarkAPIKeysAdd adds one key to a table of a million: the sharded
+// table of APIKeys.Add against the copy-on-write table it replaced, in the
+// same run. Each op adds a fresh key (a hash, as a configuration without
+// secrets would), so the tables grow by b.N.
+func BenchmarkAPIKeysAdd(b *testing.B) {
+	k, cow := million()
+	b.Run("sharded/keys=1M", func(b *testing.B) {
+		next := freshHashes(b)
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := k.Add(APIKey{Hash: next()}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("copy-on-write/keys=1M", func(b *testing.B) {
+		next := freshHashes(b)
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := cow.add(APIKey{Hash: next()}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkAPIKeysLookupRatio measures what a lookup in the table costs
+// (the part of Authenticate that the sharded table changed: a read lock
+// around the map probe), against the lock-free copy-on-write table,
+// interleaved, at a million keys.
+func BenchmarkAPIKeysLookupRatio(b *testing.B) {
+	k, cow := million()
+	var sums [64][32]byte
+	i := 0
+	k.table.each(func(e *keyEntry) {
+		if i < len(sums) {
+			sums[i] = e.hash
+			i++
+		}
+	})
+	var hits int
+	j := 0
+	b.ReportAllocs()
+	benchcmp.Interleave(b, 1000,
+		func() {
+			if k.table.get(&sums[j%len(sums)]) != nil {
+				hits++
+			}
+			j++
+		},
+		func() {
+			if cow.get(&sums[j%len(sums)]) != nil {
+				hits++
+			}
+			j++
+		})
+	if hits == 0 {
+		b.Fatal("no lookup found its key")
+	}
+}
