@@ -1,6 +1,7 @@
 package mcpauth
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -100,6 +101,7 @@ type APIKey struct {
 type APIKeys struct {
 	table keyTable
 	now   func() time.Time
+	store atomic.Pointer[keyStore] // nil: no keys managed at run time
 }
 
 type keyEntry struct {
@@ -280,17 +282,35 @@ func (k *APIKeys) Authenticate(r *http.Request) (*Principal, error) {
 	}
 	// The key is only read; hashing it in place spares a copy per request.
 	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(key), len(key)))
-	e := k.table.get(&sum)
+	return k.check(r.Context(), &sum)
+}
+
+// check returns the principal of the key whose SHA-256 is sum, or the
+// refusal: unknown, revoked, expired, or its store unavailable. Keys
+// configured in code are looked up first, then the store's. It is what
+// Authenticate decides, and can be asked again for a credential already
+// accepted (a stream it opened) to learn whether it still holds.
+func (k *APIKeys) check(ctx context.Context, sum *[32]byte) (*Principal, error) {
+	e, now := k.table.get(sum), k.now
+	if e == nil {
+		if ks := k.store.Load(); ks != nil {
+			var err error
+			if e, err = ks.lookup(ctx, sum); err != nil {
+				return nil, err
+			}
+			now = ks.now
+		}
+	}
 	// The map probe compares hashes, not keys, so its timing says nothing
 	// useful about the key; the constant-time comparison keeps it that way
 	// should the table ever be keyed differently.
 	if e == nil || subtle.ConstantTimeCompare(e.hash[:], sum[:]) != 1 {
-		return nil, failure(MethodAPIKey, ErrInvalidCredentials, keyID(&sum), "unknown key")
+		return nil, failure(MethodAPIKey, ErrInvalidCredentials, keyID(sum), "unknown key")
 	}
 	if e.revoked.Load() {
 		return nil, failure(MethodAPIKey, ErrRevoked, e.principal.KeyID, "")
 	}
-	if !e.expiresAt.IsZero() && !k.now().Before(e.expiresAt) {
+	if !e.expiresAt.IsZero() && !now().Before(e.expiresAt) {
 		return nil, failure(MethodAPIKey, ErrExpired, e.principal.KeyID, "")
 	}
 	return e.principal, nil
