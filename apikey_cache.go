@@ -113,8 +113,9 @@ func (c *keyCache[V]) len() int {
 // others that want the same hash wait for its answer, so that a burst of
 // requests with one uncached key costs one store call.
 type keyFlights struct {
-	mu    sync.Mutex
-	calls map[[32]byte]*keyFlight
+	mu      sync.Mutex
+	calls   map[[32]byte]*keyFlight
+	waiting atomic.Int64 // goroutines waiting for another's read (for tests)
 }
 
 type keyFlight struct {
@@ -130,6 +131,8 @@ func (g *keyFlights) do(sum *[32]byte, done <-chan struct{}, fn func() (*keyEntr
 	g.mu.Lock()
 	if f, ok := g.calls[*sum]; ok {
 		g.mu.Unlock()
+		g.waiting.Add(1)
+		defer g.waiting.Add(-1)
 		select {
 		case <-f.done:
 			return f.e, f.err
