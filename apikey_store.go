@@ -189,8 +189,11 @@ func (ks *keyStore) fetch(ctx context.Context, sum *[32]byte) (*keyEntry, error)
 	// must not cancel it; Timeout bounds it.
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ks.timeout)
 	defer cancel()
-	b, err := ks.store.Get(cctx, storedKeyName(sum))
+	// Cache entries count from before the read: an answer read just before
+	// a deletion on another replica then lasts at most CacheTTL after it,
+	// however long the read took.
 	now := ks.now()
+	b, err := ks.store.Get(cctx, storedKeyName(sum))
 	if errors.Is(err, ErrNotFound) {
 		if ks.neg != nil {
 			ks.neg.putIf(sum, struct{}{}, now.Add(ks.ttl).UnixNano(), now.UnixNano(), &ks.gen, gen)
