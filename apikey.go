@@ -96,6 +96,9 @@ type APIKey struct {
 // Several keys may be valid at once, so a key can be rotated without downtime:
 // add the new key, move clients over, revoke the old one.
 //
+// Keys can also be kept in a [Store], shared by replicas and managed while
+// the server runs: see [APIKeys.UseStore].
+//
 // A bearer value shaped like a JWT is left to a JWT authenticator. APIKeys is
 // safe for concurrent use.
 type APIKeys struct {
@@ -330,8 +333,9 @@ func (k *APIKeys) Add(key APIKey) error {
 	return nil
 }
 
-// Revoke stops a key from working, at once. It reports whether the key was
-// configured.
+// Revoke stops a key configured in code from working, at once. It reports
+// whether the key was configured. Stored keys are removed with
+// [APIKeys.Delete].
 func (k *APIKeys) Revoke(key string) bool {
 	sum := sha256.Sum256([]byte(key))
 	e := k.table.get(&sum)

@@ -328,21 +328,32 @@ func (k *APIKeys) Delete(ctx context.Context, id string) (int, error) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, ks.timeout)
 	defer cancel()
-	var names []string
-	err := ks.store.List(cctx, storedKeyKind+id, func(name string, _ []byte) error {
-		names = append(names, name)
+	type found struct {
+		name    string
+		subject string
+	}
+	var keys []found
+	err := ks.store.List(cctx, storedKeyKind+id, func(name string, b []byte) error {
+		f := found{name: name}
+		if sum, ok := parseStoredKeyName(name); ok {
+			// For the event only: a bad record is deleted all the same.
+			if rec, err := decodeStoredRecord(&sum, b); err == nil {
+				f.subject = rec.Subject
+			}
+		}
+		keys = append(keys, f)
 		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("mcpauth: listing API keys: %w", err)
 	}
 	n := 0
-	for _, name := range names {
-		sum, ok := parseStoredKeyName(name)
+	for _, f := range keys {
+		sum, ok := parseStoredKeyName(f.name)
 		if !ok {
 			continue
 		}
-		if err := ks.store.Delete(cctx, name); err != nil {
+		if err := ks.store.Delete(cctx, f.name); err != nil {
 			return n, fmt.Errorf("mcpauth: deleting an API key: %w", err)
 		}
 		n++
@@ -353,7 +364,7 @@ func (k *APIKeys) Delete(ctx context.Context, id string) (int, error) {
 			}
 		}
 		emit(ctx, ks.events, Event{Kind: EventKeyManagement, Outcome: OutcomeSuccess, Method: MethodAPIKey,
-			KeyID: keyID(&sum), Detail: reasonAPIKeysDeleted})
+			Subject: f.subject, KeyID: keyID(&sum), Detail: reasonAPIKeysDeleted})
 	}
 	return n, nil
 }

@@ -244,7 +244,7 @@ func TestStoredAPIKeys(t *testing.T) {
 			if w, _ := status(t, h2, key); w.Code != http.StatusUnauthorized {
 				t.Fatalf("deleted key on the other replica after CacheTTL: %d, want 401", w.Code)
 			}
-			if got := findEvents(events, mcpauth.EventKeyManagement, "deleted"); len(got) != 1 || got[0].KeyID != mcpauth.APIKeyID(key) {
+			if got := findEvents(events, mcpauth.EventKeyManagement, "deleted"); len(got) != 1 || got[0].KeyID != mcpauth.APIKeyID(key) || got[0].Subject != "alice" {
 				t.Fatalf("deleted events: %+v", got)
 			}
 			if list, err := one.List(ctx); err != nil || len(list) != 0 {
@@ -709,4 +709,42 @@ func TestStoredAPIKeyEndToEnd(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStoredAPIKeyRedisDown freezes and then kills a real redis-server under
+// an APIKeys that reads it on every request: 503 while it does not answer,
+// service again as soon as it does, without a restart of ours.
+func TestStoredAPIKeyRedisDown(t *testing.T) {
+	srv := testredis.Start(t)
+	st, err := redis.Open(srv.URL(), &redis.Options{Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	k := storedKeys(t, st, &mcpauth.APIKeyStoreOptions{CacheTTL: -1, Timeout: 300 * time.Millisecond})
+	h := protect(k)
+	ctx := context.Background()
+	key, err := k.Create(ctx, mcpauth.APIKey{Subject: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect := func(when string, want int) {
+		t.Helper()
+		if w, sub := status(t, h, key); w.Code != want || (want != http.StatusOK && sub != "") {
+			t.Fatalf("%s: %d (handler saw %q), want %d", when, w.Code, sub, want)
+		}
+	}
+	expect("redis up", http.StatusOK)
+	srv.Pause()
+	expect("redis frozen", http.StatusServiceUnavailable)
+	srv.Resume()
+	expect("redis resumed", http.StatusOK)
+	srv.Stop()
+	expect("redis stopped", http.StatusServiceUnavailable)
+	srv.Restart() // empty: the key is gone with the data
+	expect("redis restarted empty", http.StatusUnauthorized)
+	if key, err = k.Create(ctx, mcpauth.APIKey{Subject: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	expect("a key created after the restart", http.StatusOK)
 }

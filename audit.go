@@ -192,6 +192,11 @@ func (e *Event) message() string {
 		return "mcpauth: JWKS fetch failed"
 	case EventConfiguration:
 		return "mcpauth: configuration"
+	case EventKeyManagement:
+		if e.Detail == reasonAPIKeysDeleted {
+			return "mcpauth: API key deleted"
+		}
+		return "mcpauth: API key created"
 	}
 	return "mcpauth: " + string(e.Kind)
 }
