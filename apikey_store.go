@@ -162,7 +162,8 @@ func (ks *keyStore) lookup(ctx context.Context, sum *[32]byte) (*keyEntry, error
 			return nil, nil
 		}
 	}
-	e, err := ks.flight.do(sum, ctx.Done(), func() (*keyEntry, error) { return ks.fetch(ctx, sum) })
+	gen := ks.gen.Load()
+	e, err := ks.flight.do(sum, gen, ctx.Done(), func() (*keyEntry, error) { return ks.fetch(ctx, sum, gen) })
 	if err != nil {
 		return nil, &refusal{method: MethodAPIKey, class: errKeyStoreDown, keyID: keyID(sum),
 			detail: "API key store unavailable", retryAfter: storeRetryAfter}
@@ -172,8 +173,7 @@ func (ks *keyStore) lookup(ctx context.Context, sum *[32]byte) (*keyEntry, error
 
 // fetch reads the key from the store and caches the answer. A fault is
 // reported and not cached: the next request asks the store again.
-func (ks *keyStore) fetch(ctx context.Context, sum *[32]byte) (*keyEntry, error) {
-	gen := ks.gen.Load()
+func (ks *keyStore) fetch(ctx context.Context, sum *[32]byte, gen uint64) (*keyEntry, error) {
 	// A read that ended between this request's look at the caches and its
 	// call here has left its answer there.
 	if ks.pos != nil {
