@@ -360,7 +360,8 @@ func (k *APIKeys) RevokeID(id string) int {
 }
 
 // Roles returns the roles that the configured keys carry, sorted and each
-// once, revoked and expired keys included. Check them against the policy at
+// once, revoked and expired keys included (keys in a store are not: check
+// their roles before [APIKeys.Create]). Check them against the policy at
 // start-up, in one call, so that a misspelt role fails loudly instead of
 // silently granting nothing:
 //
