@@ -287,19 +287,40 @@ func TestStoredAPIKeys(t *testing.T) {
 				t.Fatal("a key created twice was accepted")
 			}
 
+			// Neither the store's content nor its file holds a key it served.
+			var dump []byte
+			if err := open().List(ctx, "", func(k string, v []byte) error {
+				dump = append(append(append(dump, k...), '\n'), v...)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			for _, secret := range []string{key, late, byHash} {
+				if bytes.Contains(dump, []byte(secret)) || bytes.Contains(dump, []byte(secret[len(mcpauth.APIKeyPrefix):])) {
+					t.Fatal("the store holds a secret key")
+				}
+			}
+			if !bytes.Contains(dump, []byte(mcpauth.HashAPIKey(late))) {
+				t.Fatal("the store's content does not hold the hash of a stored key: the search above looked at nothing")
+			}
 			if file != "" {
-				assertNoSecret(t, file, key, late, byHash)
+				assertNoSecret(t, file, mcpauth.HashAPIKey(late), key, late, byHash)
 			}
 		})
 	}
 }
 
-// assertNoSecret checks that the store's file holds none of the keys.
-func assertNoSecret(t *testing.T, path string, keys ...string) {
+// assertNoSecret checks that the store's file holds none of the keys, and
+// does hold want (a stored hash), so that the search is known to look at
+// the data.
+func assertNoSecret(t *testing.T, path, want string, keys ...string) {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !bytes.Contains(b, []byte(want)) {
+		t.Fatalf("%s does not hold a stored key's hash", path)
 	}
 	for _, k := range keys {
 		if bytes.Contains(b, []byte(k)) {
