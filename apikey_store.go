@@ -202,7 +202,10 @@ func (ks *keyStore) fetch(ctx context.Context, sum *[32]byte, gen uint64) (*keyE
 	}
 	var e *keyEntry
 	if err == nil {
-		e, err = decodeStoredKey(sum, b)
+		if e, err = decodeStoredKey(sum, b); err == nil {
+			// Set before the principal is shared (see credentialState).
+			e.principal.state = &storedKeyState{ks: ks, e: e}
+		}
 	}
 	if err != nil {
 		detail := "API key store unavailable"
@@ -222,6 +225,32 @@ func (ks *keyStore) fetch(ctx context.Context, sum *[32]byte, gen uint64) (*keyE
 	}
 	return e, nil
 }
+
+// storedKeyState is what an open request of a stored key (a stream) asks
+// whether the key has been deleted since it was accepted (see
+// credentialState). A deletion through the same APIKeys marks the entry and
+// wakes the watchers at once; one through another APIKeys on the store is
+// found by the watchers' periodic checks, which go through the cache: a
+// stream ends within CacheTTL plus RequireOptions.RevocationCheckInterval
+// of the deletion, and checking costs a store read at most once per
+// CacheTTL.
+type storedKeyState struct {
+	ks *keyStore
+	e  *keyEntry
+}
+
+func (s *storedKeyState) isRevoked(ctx context.Context) (bool, error) {
+	if s.e.revoked.Load() {
+		return true, nil
+	}
+	cur, err := s.ks.lookup(ctx, &s.e.hash)
+	if err != nil {
+		return false, err
+	}
+	return cur == nil || cur.revoked.Load(), nil
+}
+
+func (s *storedKeyState) shared() bool { return true }
 
 var errBadStoredKey = errors.New("mcpauth: bad API key record in the store")
 
@@ -348,6 +377,11 @@ func (k *APIKeys) Delete(ctx context.Context, id string) (int, error) {
 		return 0, fmt.Errorf("mcpauth: listing API keys: %w", err)
 	}
 	n := 0
+	defer func() {
+		if n > 0 {
+			notifyRevoked() // streams of the deleted keys end
+		}
+	}()
 	for _, f := range keys {
 		sum, ok := parseStoredKeyName(f.name)
 		if !ok {

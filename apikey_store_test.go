@@ -23,12 +23,14 @@ import (
 	"github.com/mcpauth/mcpauth/store/redis"
 )
 
-// fakeClock is a clock a test moves by hand.
+// fakeClock is a clock a test moves by hand. It starts at the real time,
+// so that an expiry set on it is in the future for Require too, which ends
+// open requests at their credential's expiry on the real clock.
 type fakeClock struct{ ns atomic.Int64 }
 
 func newFakeClock() *fakeClock {
 	c := &fakeClock{}
-	c.ns.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	c.ns.Store(time.Now().UnixNano())
 	return c
 }
 func (c *fakeClock) now() time.Time      { return time.Unix(0, c.ns.Load()) }

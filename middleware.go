@@ -51,10 +51,25 @@ type RequireOptions struct {
 	// value reports every success in full. Failures are always reported in
 	// full.
 	SuccessEventInterval time.Duration
+
+	// RevocationCheckInterval is how often a request that is still open (a
+	// stream) is checked again for a revocation that another process may
+	// have recorded: a JWT revoked in a Store that several replicas share.
+	// Expiry, and revocations made in this process (APIKeys.Revoke,
+	// JWTVerifier.Revoke, RevokeToken), end open requests at once,
+	// whatever the interval. Zero (the default) or a negative value means
+	// two seconds; a revocation elsewhere then ends a stream within twice
+	// the interval.
+	RevocationCheckInterval time.Duration
 }
 
 // Require returns middleware that authenticates every request before it
 // reaches next.
+//
+// A request that is still open when its credential expires or is revoked
+// (a standalone SSE stream, subscriptions/listen, a long tool call) ends
+// then: its context is cancelled, with the refusal ([ErrExpired],
+// [ErrRevoked]) as context.Cause, and an event reports it.
 //
 // The authenticators are tried in order; the first that finds credentials of
 // its kind decides, so a request is never authenticated twice. When one
@@ -68,7 +83,8 @@ type RequireOptions struct {
 // challenge (RFC 6750 §3), with error="invalid_token" when credentials were
 // presented; with 403 for [ErrForbidden], and error="insufficient_scope" for
 // a [ScopeError]; with 429 for [ErrRateLimited] (Retry-After for a
-// [RateLimitError]); with 503 when a credential source is down ([ErrUnavailable]).
+// [RateLimitError]); with 503 and Retry-After when a credential source is
+// down ([ErrUnavailable]).
 // The response body is a small JSON object with an RFC 6749 error code and a
 // fixed description: never the authenticator's error text, never a credential.
 //
@@ -93,7 +109,11 @@ func Require(opts *RequireOptions, authenticators ...Authenticator) func(http.Ha
 		if a != nil {
 			m.authenticators = append(m.authenticators, a)
 		}
+		if c, ok := a.(connectionChecker); ok && m.conn == nil {
+			m.conn = c
+		}
 	}
+	m.open = newOpenRequests(m.opts.RevocationCheckInterval, m.events)
 	return func(next http.Handler) http.Handler {
 		toNext := bridge.New(next, principalKey{})
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -107,16 +127,38 @@ type middleware struct {
 	authenticators []Authenticator
 	events         EventSink
 	successes      *successLog // nil: report every success in full
+	open           *openRequests
+	// conn is the client-certificate authenticator that says what
+	// certificate a request comes with (see MTLS proxy mode), if any.
+	conn connectionChecker
 }
 
 func (m *middleware) serve(w http.ResponseWriter, r *http.Request, toNext bridge.Handler) {
+	if m.conn != nil {
+		r2, err := m.conn.connection(r)
+		if err != nil {
+			m.fail(w, r, err)
+			return
+		}
+		r = r2
+	}
 	p, err := m.authenticate(r)
 	if err != nil {
 		m.fail(w, r, err)
 		return
 	}
 	m.auditSuccess(r, p)
-	toNext(w, r, p, p.tokenInfo())
+	// The request ends when the credential does (stream.go): a stream
+	// must not outlive the key or token that opened it.
+	ctx, open := m.open.open(w, r.Context(), p, r.RemoteAddr, requestID(r))
+	defer m.open.close(open)
+	toNext(open, r, ctx, p, p.tokenInfo())
+	if err := open.unanswered(); err != nil {
+		// The credential ended before the handler answered (go-sdk runs a
+		// 2025-11-25 tool call to its end whatever the request's context):
+		// the client gets the refusal, not the result.
+		writeChallengeFor(w, err, &m.opts)
+	}
 }
 
 // errTwoCredentials refuses a request that presents more than one header
@@ -180,6 +222,10 @@ func writeChallenge(w http.ResponseWriter, err error, resourceMetadata string) {
 		retry, limited = rl.RetryAfter, true
 	} else if f := (*refusal)(nil); errors.As(err, &f) && f.retryAfter > 0 {
 		retry, limited = f.retryAfter, true
+	} else if errors.Is(err, ErrUnavailable) {
+		// A store or key source that is down is usually back within
+		// seconds; the hint keeps clients from retrying in a tight loop.
+		retry, limited = unavailableRetryAfter, true
 	}
 	if limited {
 		secs := int64((retry + time.Second - 1) / time.Second)
@@ -193,6 +239,9 @@ func writeChallenge(w http.ResponseWriter, err error, resourceMetadata string) {
 	w.WriteHeader(resp.status)
 	_, _ = w.Write(resp.body)
 }
+
+// unavailableRetryAfter is the Retry-After of a 503.
+const unavailableRetryAfter = 5 * time.Second
 
 // A response is the answer to a refused request, built once per error class
 // and resource metadata URL: responses are what an attacker guessing
