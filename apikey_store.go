@@ -26,7 +26,8 @@ type APIKeyStoreOptions struct {
 	CacheTTL time.Duration
 	// CacheSize bounds how many keys are remembered, and, apart from them,
 	// how many unknown keys, so that a flood of unknown keys cannot push out
-	// the known ones. Zero (the default) means 10000 of each.
+	// the known ones. Zero (the default) means 10000 of each; at most
+	// 4194304.
 	CacheSize int
 	// Timeout bounds each call to the store. Zero (the default) means 2
 	// seconds.
