@@ -27,6 +27,9 @@ const (
 	// EventConfiguration is a warning about the configuration, for example a
 	// tool that no rule of the policy covers.
 	EventConfiguration EventKind = "configuration"
+	// EventKeyManagement is an API key created or deleted in a store
+	// through [APIKeys]: Outcome success, Detail "created" or "deleted".
+	EventKeyManagement EventKind = "key_management"
 )
 
 // An Outcome is how a decision went.
@@ -92,6 +95,7 @@ const (
 	reasonJWKSDown        = "jwks_unavailable"
 	reasonJWKSRedirect    = "jwks_redirect_refused"
 	reasonRevocationsDown = "revocations_unavailable"
+	reasonAPIKeysDown     = "apikeys_unavailable"
 )
 
 // maxEventValueLen bounds each caller-chosen value of an [Event].
@@ -179,12 +183,20 @@ func (e *Event) message() string {
 		}
 		return "mcpauth: access denied"
 	case EventKeySource:
-		if e.Reason == reasonRevocationsDown {
+		switch e.Reason {
+		case reasonRevocationsDown:
 			return "mcpauth: revocation store unavailable"
+		case reasonAPIKeysDown:
+			return "mcpauth: API key store unavailable"
 		}
 		return "mcpauth: JWKS fetch failed"
 	case EventConfiguration:
 		return "mcpauth: configuration"
+	case EventKeyManagement:
+		if e.Detail == reasonAPIKeysDeleted {
+			return "mcpauth: API key deleted"
+		}
+		return "mcpauth: API key created"
 	}
 	return "mcpauth: " + string(e.Kind)
 }

@@ -279,6 +279,39 @@ func TestStreamEndsWithCredential(t *testing.T) {
 			}
 			return credential{http.Header{"Authorization": {"Bearer " + key}}, func() { keys.Revoke(key) }, "revoked"}
 		}},
+		{"apikey-stored-deleted", func(t *testing.T, keys *mcpauth.APIKeys) credential {
+			if err := keys.UseStore(mcpauth.NewMemoryStore(), nil); err != nil {
+				t.Fatal(err)
+			}
+			key, err := keys.Create(context.Background(), mcpauth.APIKey{Subject: "alice"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return credential{http.Header{"X-Api-Key": {key}}, func() {
+				if _, err := keys.Delete(context.Background(), mcpauth.APIKeyID(key)); err != nil {
+					t.Error(err)
+				}
+			}, "revoked"}
+		}},
+		{"apikey-stored-deleted-elsewhere", func(t *testing.T, keys *mcpauth.APIKeys) credential {
+			// Another process deletes the key (here: its record goes from
+			// the shared store, and nothing in this process is told): this
+			// one learns it when its cache entry (CacheTTL) ends and the
+			// watcher checks again.
+			shared := mcpauth.NewMemoryStore()
+			if err := keys.UseStore(shared, &mcpauth.APIKeyStoreOptions{CacheTTL: 100 * time.Millisecond}); err != nil {
+				t.Fatal(err)
+			}
+			key, err := keys.Create(context.Background(), mcpauth.APIKey{Subject: "alice"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return credential{http.Header{"X-Api-Key": {key}}, func() {
+				if err := shared.Delete(context.Background(), "apikey:"+mcpauth.HashAPIKey(key)); err != nil {
+					t.Error(err)
+				}
+			}, "revoked"}
+		}},
 		{"jwt-expired", func(t *testing.T, _ *mcpauth.APIKeys) credential {
 			// exp is in whole seconds: two seconds leaves at least one.
 			tok, err := iss.Mint(mcpauth.TokenClaims{Subject: "alice", TTL: 2 * time.Second})
