@@ -24,9 +24,19 @@ const (
 	// URL, a revocation store): Outcome failure. Requests that needed it were
 	// refused with 503.
 	EventKeySource EventKind = "key_source"
-	// EventConfiguration is a warning about the configuration, for example a
-	// tool that no rule of the policy covers.
+	// EventConfiguration is a warning about the configuration, for example
+	// a tool that no rule of the policy covers, or a URL that is plain http
+	// to a host that is not loopback (Reason "plain_http").
 	EventConfiguration EventKind = "configuration"
+	// EventLockout is a [Lockout] of a source address (RemoteAddr) or a
+	// credential (Subject) that started (Outcome denied, Detail "started:"
+	// and its length) or ended (Outcome success, Detail "ended"). Each is
+	// reported once; the attempts refused meanwhile are authentication
+	// failures with Reason "locked_out" and Repeat set.
+	EventLockout EventKind = "lockout"
+	// EventRateLimit is a request refused for exceeding a principal's or an
+	// address's rate limit ([RequireOptions].RateLimit): Outcome denied.
+	EventRateLimit EventKind = "rate_limit"
 )
 
 // An Outcome is how a decision went.
@@ -55,10 +65,15 @@ type Event struct {
 	// success.
 	Reason string
 	// Repeat marks a success for a credential that was already reported
-	// within RequireOptions.SuccessEventInterval. The log sink writes
-	// repeats at Debug, so that every decision stays observable without
-	// burying the ones that matter.
+	// within RequireOptions.SuccessEventInterval, or a failure that repeats
+	// one reported already (an attempt refused during a lockout). The log
+	// sink writes repeats at Debug, so that every decision stays
+	// observable without burying the ones that matter.
 	Repeat bool
+	// Latency is how long the decision took, when it was timed (the
+	// authenticators' work for EventAuthentication). Metrics sinks observe
+	// it; zero means not timed.
+	Latency time.Duration
 
 	// Method, Issuer, Subject, KeyID and ClientID describe the caller, when
 	// known; for EventKeySource, Issuer names whose keys failed.
@@ -149,6 +164,9 @@ func (s logSink) Record(ctx context.Context, e Event) {
 	str("detail", e.Detail)
 	str("remote", e.RemoteAddr)
 	str("request_id", e.RequestID)
+	if e.Latency > 0 {
+		attrs = append(attrs, slog.Duration("latency", e.Latency))
+	}
 	r := slog.NewRecord(e.Time, level, e.message(), 0)
 	r.AddAttrs(attrs...)
 	_ = l.Handler().Handle(ctx, r)
@@ -158,9 +176,11 @@ func (e *Event) level() slog.Level {
 	switch {
 	case e.Kind == EventKeySource:
 		return slog.LevelError
+	case e.Repeat:
+		return slog.LevelDebug
 	case e.Outcome != OutcomeSuccess || e.Kind == EventConfiguration:
 		return slog.LevelWarn
-	case e.Repeat || e.Kind == EventAuthorization:
+	case e.Kind == EventAuthorization:
 		return slog.LevelDebug
 	}
 	return slog.LevelInfo
@@ -185,6 +205,13 @@ func (e *Event) message() string {
 		return "mcpauth: JWKS fetch failed"
 	case EventConfiguration:
 		return "mcpauth: configuration"
+	case EventLockout:
+		if e.Outcome == OutcomeSuccess {
+			return "mcpauth: lockout ended"
+		}
+		return "mcpauth: lockout started"
+	case EventRateLimit:
+		return "mcpauth: rate limited"
 	}
 	return "mcpauth: " + string(e.Kind)
 }

@@ -51,6 +51,28 @@ type RequireOptions struct {
 	// value reports every success in full. Failures are always reported in
 	// full.
 	SuccessEventInterval time.Duration
+
+	// Lockout refuses, with 429 and Retry-After, the source addresses and
+	// credentials that failed to authenticate too often (see [Lockout]).
+	// Nil (the default) means a Lockout of this middleware alone with the
+	// default thresholds of [LockoutOptions], reporting to Events; one
+	// made with negative SourceFailures and CredentialFailures turns
+	// lockout off.
+	Lockout *Lockout
+
+	// RateLimit is each principal's rate limit, SourceRateLimit each
+	// source address's for requests without valid credentials (as the
+	// Lockout finds addresses). A request over its limit is refused with
+	// 429, Retry-After and the RateLimit-Policy and RateLimit headers of
+	// draft-ietf-httpapi-ratelimit-headers-09, which every response under
+	// a limit carries. The zero Limit (the default) means none. A Limit
+	// with a Rate that is not positive refuses every request with 503.
+	RateLimit       Limit
+	SourceRateLimit Limit
+	// RateLimiter counts the rate limits; nil (the default) means in
+	// process memory, bounded to 65,536 keys. Replicas share one budget
+	// through the Redis store of store/redis.
+	RateLimiter RateLimiter
 }
 
 // Require returns middleware that authenticates every request before it
@@ -94,6 +116,7 @@ func Require(opts *RequireOptions, authenticators ...Authenticator) func(http.Ha
 			m.authenticators = append(m.authenticators, a)
 		}
 	}
+	m.abuse = newAbuse(&m.opts, m.events)
 	return func(next http.Handler) http.Handler {
 		toNext := bridge.New(next, principalKey{})
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -107,15 +130,26 @@ type middleware struct {
 	authenticators []Authenticator
 	events         EventSink
 	successes      *successLog // nil: report every success in full
+	abuse          abuse
 }
 
 func (m *middleware) serve(w http.ResponseWriter, r *http.Request, toNext bridge.Handler) {
-	p, err := m.authenticate(r)
+	source, err := m.abuse.before(r)
 	if err != nil {
-		m.fail(w, r, err)
+		m.fail(w, r, err, 0)
 		return
 	}
-	m.auditSuccess(r, p)
+	start := time.Now()
+	p, err := m.authenticate(r)
+	if err != nil {
+		m.fail(w, r, m.abuse.failed(w, r, source, err), time.Since(start))
+		return
+	}
+	if err := m.abuse.after(w, r, source, p); err != nil {
+		m.fail(w, r, err, 0)
+		return
+	}
+	m.auditSuccess(r, p, start)
 	toNext(w, r, p, p.tokenInfo())
 }
 
@@ -157,8 +191,8 @@ func (m *middleware) authenticate(r *http.Request) (*Principal, error) {
 }
 
 // fail writes the response for a refused request and its audit event.
-func (m *middleware) fail(w http.ResponseWriter, r *http.Request, err error) {
-	m.auditFailure(r, err, classOf(err))
+func (m *middleware) fail(w http.ResponseWriter, r *http.Request, err error, latency time.Duration) {
+	m.auditFailure(r, err, classOf(err), latency)
 	writeChallengeFor(w, err, &m.opts)
 }
 
@@ -274,7 +308,7 @@ func newResponse(c *errorClass, resourceMetadata string, insufficientScope bool,
 	return r
 }
 
-func (m *middleware) auditSuccess(r *http.Request, p *Principal) {
+func (m *middleware) auditSuccess(r *http.Request, p *Principal, start time.Time) {
 	if ls, ok := m.events.(logSink); ok && !ls.enabled(r.Context(), slog.LevelInfo) && !ls.enabled(r.Context(), slog.LevelDebug) {
 		return // a logger that writes no success: spare the clock and the event
 	}
@@ -289,19 +323,21 @@ func (m *middleware) auditSuccess(r *http.Request, p *Principal) {
 		RequestID:  requestID(r),
 		Time:       time.Now(),
 	}
+	e.Latency = e.Time.Sub(start)
 	if m.successes != nil {
 		e.Repeat = m.successes.seen(p, e.Time)
 	}
 	emit(r.Context(), m.events, e)
 }
 
-func (m *middleware) auditFailure(r *http.Request, err error, c *errorClass) {
+func (m *middleware) auditFailure(r *http.Request, err error, c *errorClass, latency time.Duration) {
 	e := Event{
 		Kind:       EventAuthentication,
 		Outcome:    OutcomeFailure,
 		Reason:     c.reason,
 		RemoteAddr: r.RemoteAddr,
 		RequestID:  requestID(r),
+		Latency:    latency,
 	}
 	var f *refusal
 	if errors.As(err, &f) {
@@ -309,6 +345,7 @@ func (m *middleware) auditFailure(r *http.Request, err error, c *errorClass) {
 		if f.reason != "" {
 			e.Reason = f.reason
 		}
+		abuseEvent(&e, f)
 	}
 	emit(r.Context(), m.events, e)
 }

@@ -123,6 +123,13 @@ func (m *Map) shardOf(key Key) *shard {
 // second up to burst. If the bucket is empty it takes nothing and reports how
 // long until a token will be there.
 func (m *Map) Take(key Key, limit rate.Limit, burst int) (ok bool, retryAfter time.Duration) {
+	ok, retryAfter, _ = m.TakeLeft(key, limit, burst)
+	return ok, retryAfter
+}
+
+// TakeLeft is Take that also reports the tokens left in the bucket after
+// it, for a caller that tells its clients.
+func (m *Map) TakeLeft(key Key, limit rate.Limit, burst int) (ok bool, retryAfter time.Duration, left float64) {
 	now := m.now()
 	t := int64(now.Sub(m.epoch))
 	s := m.shardOf(key)
@@ -155,17 +162,17 @@ func (m *Map) Take(key Key, limit rate.Limit, burst int) (ok bool, retryAfter ti
 		b.Store(e.full)
 	}
 	if e.lim.AllowN(now, 1) {
-		return true, 0
+		return true, 0, e.lim.TokensAt(now)
 	}
 	// Refused: ask when a token will be there, and give the reservation
 	// back so that asking costs nothing.
 	r := e.lim.ReserveN(now, 1)
 	if !r.OK() {
-		return false, e.refill
+		return false, e.refill, 0
 	}
 	d := r.DelayFrom(now)
 	r.CancelAt(now)
-	return false, d
+	return false, d, 0
 }
 
 // evict drops entries until the map is within its capacity: each time the

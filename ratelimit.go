@@ -1,0 +1,134 @@
+package mcpauth
+
+import (
+	"context"
+	"errors"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/mcpauth/mcpauth/internal/limiter"
+)
+
+// A Limit is a rate limit: Rate requests per second on average, in bursts
+// of up to Burst. The zero Limit means no limit.
+type Limit struct {
+	Rate  float64
+	Burst int
+}
+
+// A RateDecision is a [RateLimiter]'s answer: whether the request may go
+// on, how many more fit now (Remaining), how long a refused one should wait
+// (RetryAfter) and how long until the whole burst is there again (Reset).
+type RateDecision struct {
+	Allowed    bool
+	Remaining  int
+	RetryAfter time.Duration
+	Reset      time.Duration
+}
+
+// A RateLimiter decides whether one more request under key fits limit, and
+// counts it if it does. The in-process limiter (the default) keeps a
+// golang.org/x/time/rate token bucket per key in bounded memory; the Redis
+// store in store/redis implements it with GCRA in one script, so that
+// replicas share one budget. An error means the limiter could not answer:
+// the request is refused with 503.
+type RateLimiter interface {
+	Allow(ctx context.Context, key string, limit Limit) (RateDecision, error)
+}
+
+// defaultRateLimiters is the bound of the in-process limiter.
+const defaultRateLimiters = 65536
+
+// localLimiter is the in-process [RateLimiter].
+type localLimiter struct {
+	m *limiter.Map
+}
+
+func newLocalLimiter(capacity int, now func() time.Time) *localLimiter {
+	return &localLimiter{m: limiter.New(capacity, now)}
+}
+
+func (l *localLimiter) Allow(_ context.Context, key string, limit Limit) (RateDecision, error) {
+	lim, burst := rate.Limit(limit.Rate), max(limit.Burst, 1)
+	ok, retry, left := l.m.TakeLeft(limiter.Key{ID: key}, lim, burst)
+	d := RateDecision{Allowed: ok, RetryAfter: retry, Remaining: int(left)}
+	if limit.Rate > 0 {
+		d.Reset = time.Duration((float64(burst) - left) / limit.Rate * float64(time.Second))
+	}
+	return d, nil
+}
+
+// rateLimits applies RequireOptions.RateLimit and SourceRateLimit.
+type rateLimits struct {
+	backend   RateLimiter
+	principal Limit
+	source    Limit
+	policy    [2]string // RateLimit-Policy values, principal and source
+}
+
+func newRateLimits(opts *RequireOptions) (*rateLimits, error) {
+	if opts.RateLimit == (Limit{}) && opts.SourceRateLimit == (Limit{}) {
+		return nil, nil
+	}
+	for _, l := range []Limit{opts.RateLimit, opts.SourceRateLimit} {
+		if l.Rate < 0 || l.Burst < 0 || math.IsNaN(l.Rate) || math.IsInf(l.Rate, 0) || (l != Limit{} && l.Rate == 0) {
+			return nil, errors.New("mcpauth: RequireOptions: a rate limit needs a positive Rate and a Burst that is not negative")
+		}
+	}
+	rl := &rateLimits{backend: opts.RateLimiter, principal: opts.RateLimit, source: opts.SourceRateLimit}
+	if rl.backend == nil {
+		rl.backend = newLocalLimiter(defaultRateLimiters, nil)
+	}
+	rl.policy[0] = policyHeader("principal", opts.RateLimit)
+	rl.policy[1] = policyHeader("source", opts.SourceRateLimit)
+	return rl, nil
+}
+
+// policyHeader is a RateLimit-Policy field value
+// (draft-ietf-httpapi-ratelimit-headers-09 §3): the quota q is the burst,
+// and the window w the seconds in which it refills.
+func policyHeader(name string, l Limit) string {
+	if l.Rate <= 0 {
+		return ""
+	}
+	burst := max(l.Burst, 1)
+	w := int64(math.Ceil(float64(burst) / l.Rate))
+	return `"` + name + `";q=` + strconv.Itoa(burst) + ";w=" + strconv.FormatInt(max(w, 1), 10)
+}
+
+// allow counts one request under key against the principal's (source
+// false) or the address's limit, writes the RateLimit-Policy and RateLimit
+// headers, and returns an error for a request to refuse.
+func (rl *rateLimits) allow(w http.ResponseWriter, r *http.Request, key string, source bool) error {
+	limit, i, name := rl.principal, 0, `"principal";r=`
+	if source {
+		limit, i, name = rl.source, 1, `"source";r=`
+	}
+	if limit.Rate <= 0 {
+		return nil
+	}
+	d, err := rl.backend.Allow(r.Context(), key, limit)
+	if err != nil {
+		return errRateLimiterDown
+	}
+	h := w.Header()
+	h["Ratelimit-Policy"] = []string{rl.policy[i]}
+	h["Ratelimit"] = []string{name + strconv.Itoa(max(d.Remaining, 0)) + ";t=" + strconv.FormatInt(ceilSeconds(d.Reset), 10)}
+	if !d.Allowed {
+		return &refusal{class: &RateLimitError{RetryAfter: d.RetryAfter}, reason: "rate_limited", retryAfter: max(d.RetryAfter, time.Second)}
+	}
+	return nil
+}
+
+var errRateLimiterDown = &refusal{class: ErrUnavailable, reason: "rate_limiter_unavailable"}
+
+func ceilSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Second - 1) / time.Second)
+}
