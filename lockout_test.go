@@ -131,8 +131,8 @@ func TestLockoutWindow(t *testing.T) {
 
 func TestLockoutCredential(t *testing.T) {
 	tests := []struct {
-		name           string
-		strict         bool
+		name            string
+		strict          bool
 		lockedElsewhere bool
 	}{
 		{"per source (default)", false, false},
