@@ -132,3 +132,17 @@ func ceilSeconds(d time.Duration) int64 {
 	}
 	return int64((d + time.Second - 1) / time.Second)
 }
+
+// sharedRateLimit applies a guard rule's rate limit through a
+// [RateLimiter]: the key names the rule by its index and the caller by its
+// user ID.
+func sharedRateLimit(ctx context.Context, rl RateLimiter, k kind, rule int, id string, limit rate.Limit, burst int) error {
+	d, err := rl.Allow(ctx, "rule|"+strconv.Itoa(rule)+"|"+id, Limit{Rate: float64(limit), Burst: burst})
+	if err != nil {
+		return &refusal{class: ErrUnavailable, reason: "rate_limiter_unavailable", msg: "mcpauth: rate limiter unavailable"}
+	}
+	if !d.Allowed {
+		return rateLimitError(k, d.RetryAfter)
+	}
+	return nil
+}
