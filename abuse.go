@@ -5,6 +5,10 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
+
+	"github.com/mcpauth/mcpauth/internal/audittap"
+	"github.com/mcpauth/mcpauth/internal/header"
 )
 
 // abuse holds the abuse controls of [Require]: its lockout and rate
@@ -43,6 +47,9 @@ func newAbuse(opts *RequireOptions, events EventSink) abuse {
 // before refuses a request from a locked-out source. It returns the
 // request's source when it had to find it, else "".
 func (a *abuse) before(r *http.Request) (string, error) {
+	if audittap.On() {
+		tapCredentials(r.Header)
+	}
 	if a.broken {
 		return "", errAbuseConfig
 	}
@@ -128,4 +135,18 @@ func warnPlainHTTP(events EventSink, what, raw string) {
 		return
 	}
 	emit(context.Background(), events, Event{Kind: EventConfiguration, Outcome: OutcomeFailure, Reason: "plain_http", Detail: what + " is plain http to a host that is not loopback"})
+}
+
+// tapCredentials hands the request's credentials to the test tap that
+// checks that no event carries one.
+func tapCredentials(h http.Header) {
+	for _, v := range h[header.APIKey] {
+		audittap.Secret(v)
+	}
+	for _, v := range h["Authorization"] {
+		audittap.Secret(v)
+		if _, token, ok := strings.Cut(v, " "); ok {
+			audittap.Secret(strings.TrimSpace(token))
+		}
+	}
 }

@@ -2,11 +2,14 @@ package mcpauth
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/mcpauth/mcpauth/internal/audittap"
 )
 
 // An EventKind says what kind of decision an [Event] reports.
@@ -228,6 +231,11 @@ func sinkFor(events EventSink, l *slog.Logger) EventSink {
 // emit bounds the event's caller-chosen values and hands it to sink (the
 // log sink on slog.Default() when sink is nil).
 func emit(ctx context.Context, sink EventSink, e Event) {
+	if audittap.On() {
+		t := e.Bounded()
+		t.Time, t.Latency = time.Time{}, 0
+		audittap.Event(fmt.Sprintf("%+v", t))
+	}
 	if sink == nil {
 		sink = logSink{}
 	}

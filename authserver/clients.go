@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/mcpauth/mcpauth"
+	"github.com/mcpauth/mcpauth/internal/audittap"
 )
 
 // A Client is a pre-registered OAuth client.
@@ -382,6 +383,7 @@ func (s *Server) checkClient(r *http.Request, p params) (*clientAuth, string, *o
 			return nil, id, errInvalidClient(true)
 		}
 		method = authBasic
+		audittap.Secret(secret)
 		if p.has("client_secret") {
 			return nil, id, errInvalidRequest("The request uses more than one client authentication method.")
 		}
