@@ -247,3 +247,74 @@ func TestWarnPlainHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestRequireLoadGuessingAndValid is a bounded loopback load test: valid
+// callers (behind a trusted proxy, each with its own forwarded address)
+// and one guessing client run at once over real connections. Every valid
+// call is served; the guesser gets exactly the default threshold of 401s,
+// then only 429s, its correct key included.
+func TestRequireLoadGuessingAndValid(t *testing.T) {
+	key := mustGenerate(t)
+	lo, err := NewLockout(&LockoutOptions{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(abuseServer(t, &RequireOptions{Lockout: lo}, APIKey{Key: key, Subject: "svc"}))
+	t.Cleanup(srv.Close)
+	client := srv.Client()
+	client.Timeout = 30 * time.Second
+	send := func(forwarded, key string) int {
+		req, err := http.NewRequest(http.MethodPost, srv.URL+"/mcp", nil)
+		if err != nil {
+			t.Error(err)
+			return 0
+		}
+		req.Header.Set("X-Forwarded-For", forwarded)
+		req.Header.Set("X-API-Key", key)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Error(err)
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	const callers, calls, guesses = 8, 100, 300
+	var served, refused atomic.Int64
+	var codes sync.Map // status -> *atomic.Int64, for the guesser
+	count := func(code int) {
+		c, _ := codes.LoadOrStore(code, new(atomic.Int64))
+		c.(*atomic.Int64).Add(1)
+	}
+	var wg sync.WaitGroup
+	for c := range callers {
+		wg.Go(func() {
+			for range calls {
+				if send("198.51.100."+strconv.Itoa(c+1), key) == http.StatusOK {
+					served.Add(1)
+				} else {
+					refused.Add(1)
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for i := range guesses {
+			count(send("203.0.113.66", "guess-"+strconv.Itoa(i)+"-0123456789"))
+		}
+		count(send("203.0.113.66", key))
+	})
+	wg.Wait()
+	if served.Load() != callers*calls || refused.Load() != 0 {
+		t.Fatalf("valid callers: %d served, %d refused; want all %d served", served.Load(), refused.Load(), callers*calls)
+	}
+	get := func(code int) int64 {
+		if c, ok := codes.Load(code); ok {
+			return c.(*atomic.Int64).Load()
+		}
+		return 0
+	}
+	if get(http.StatusUnauthorized) != DefaultSourceFailures || get(http.StatusTooManyRequests) != guesses-DefaultSourceFailures+1 {
+		t.Fatalf("guesser: %d 401s and %d 429s, want %d and %d", get(401), get(429), DefaultSourceFailures, guesses-DefaultSourceFailures+1)
+	}
+}
