@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/mcpauth/mcpauth/internal/audittap"
 	"github.com/mcpauth/mcpauth/internal/header"
@@ -69,7 +70,7 @@ func guessable(err error) bool {
 
 // failed counts a failed authentication and returns the error to answer it
 // with: err, or a rate-limit refusal of its source.
-func (a *abuse) failed(w http.ResponseWriter, r *http.Request, source string, err error) error {
+func (a *abuse) failed(w http.ResponseWriter, r *http.Request, source string, err error, now time.Time) error {
 	count := a.lockout != nil && guessable(err)
 	limit := a.limits != nil && a.limits.source.Rate > 0 && (errors.Is(err, ErrNoCredentials) || errors.Is(err, ErrInvalidCredentials))
 	if !count && !limit {
@@ -87,7 +88,7 @@ func (a *abuse) failed(w http.ResponseWriter, r *http.Request, source string, er
 		a.lockout.fail(r.Context(), source, credential, requestID(r))
 	}
 	if limit {
-		if e := a.limits.allow(w, r, "source|"+source, true); e != nil {
+		if e := a.limits.allow(w, r, "source|"+source, true, now); e != nil {
 			return e
 		}
 	}
@@ -96,8 +97,8 @@ func (a *abuse) failed(w http.ResponseWriter, r *http.Request, source string, er
 
 // after refuses an authenticated request whose credential is locked out
 // at its source, or that exceeds its principal's rate limit.
-func (a *abuse) after(w http.ResponseWriter, r *http.Request, source string, p *Principal) error {
-	if a.lockout != nil && a.lockout.active() && a.lockout.opts.CredentialFailures > 0 && p.KeyID != "" {
+func (a *abuse) after(w http.ResponseWriter, r *http.Request, source string, p *Principal, now time.Time) error {
+	if a.lockout != nil && a.lockout.credLocks.Load() > 0 && a.lockout.opts.CredentialFailures > 0 && p.KeyID != "" {
 		if source == "" {
 			source = a.lockout.Source(r)
 		}
@@ -106,7 +107,7 @@ func (a *abuse) after(w http.ResponseWriter, r *http.Request, source string, p *
 		}
 	}
 	if a.limits != nil && a.limits.principal.Rate > 0 {
-		return a.limits.allow(w, r, p.tokenInfo().UserID, false)
+		return a.limits.allow(w, r, p.tokenInfo().UserID, false, now)
 	}
 	return nil
 }

@@ -113,6 +113,7 @@ type Lockout struct {
 	capacity  int64
 	size      atomic.Int64 // entries held, plus insertions under way
 	locked    atomic.Int64 // entries locked out, map-wide: 0 spares lookups
+	credLocks atomic.Int64 // of which credentials
 	replica   string
 	shards    [lockShards]lockShard
 	stop      chan struct{}
@@ -259,11 +260,14 @@ func (l *Lockout) Fail(r *http.Request, credential string) {
 // check costs one atomic load.
 func (l *Lockout) active() bool { return l.locked.Load() > 0 }
 
-// lockedAdd counts n more (or fewer) locked entries of sh. Its lock is
-// held.
-func (l *Lockout) lockedAdd(sh *lockShard, n int) {
+// lockedAdd counts n more (or fewer) locked entries of sh, e among them.
+// Its lock is held.
+func (l *Lockout) lockedAdd(sh *lockShard, e *lockEntry, n int) {
 	sh.locked += n
 	l.locked.Add(int64(n))
+	if e.subject.credential != "" {
+		l.credLocks.Add(int64(n))
+	}
 }
 
 // check is Check on a source already found.
@@ -277,7 +281,7 @@ func (l *Lockout) check(source, credential string) error {
 			return lockedOut(d)
 		}
 	}
-	if credential != "" && l.opts.CredentialFailures > 0 {
+	if credential != "" && l.opts.CredentialFailures > 0 && l.credLocks.Load() > 0 {
 		if d := l.lockedFor(l.credentialKey(source, credential), now); d > 0 {
 			return lockedOut(d)
 		}
@@ -404,7 +408,7 @@ func (l *Lockout) lock(sh *lockShard, e *lockEntry, now int64) time.Duration {
 	e.forget = e.until + int64(lockMemory)
 	e.failures, e.remote, e.windowStart = 0, 0, now
 	e.started, e.publish = true, true
-	l.lockedAdd(sh, 1)
+	l.lockedAdd(sh, e, 1)
 	return d
 }
 
@@ -413,7 +417,7 @@ func (l *Lockout) lock(sh *lockShard, e *lockEntry, now int64) time.Duration {
 // lock, which is held, is released).
 func (l *Lockout) ended(sh *lockShard, e *lockEntry) (bool, lockSubject) {
 	e.until = 0
-	l.lockedAdd(sh, -1)
+	l.lockedAdd(sh, e, -1)
 	started := e.started
 	e.started = false
 	return started, e.subject
@@ -478,7 +482,7 @@ func (l *Lockout) sweepEnded(sh *lockShard, now int64) {
 	for _, e := range sh.entries {
 		if e.until != 0 && e.until <= now && !e.started {
 			e.until = 0
-			l.lockedAdd(sh, -1)
+			l.lockedAdd(sh, e, -1)
 		}
 	}
 }
@@ -663,7 +667,7 @@ func (l *Lockout) sync(ctx context.Context) error {
 		l.merge(k, func(sh *lockShard, e *lockEntry) {
 			if e.until < r.until {
 				if e.until == 0 {
-					l.lockedAdd(sh, 1)
+					l.lockedAdd(sh, e, 1)
 				}
 				e.until, e.level = r.until, max(e.level, r.level)
 				e.forget = r.until + int64(lockMemory)
@@ -690,7 +694,7 @@ func (l *Lockout) sync(ctx context.Context) error {
 			if th := l.threshold(k); th > 0 && e.failures > 0 && e.failures+e.remote >= th {
 				if e.until != 0 {
 					e.until = 0
-					l.lockedAdd(sh, -1)
+					l.lockedAdd(sh, e, -1)
 				}
 				starts = append(starts, start{k, e.subject, l.lock(sh, e, now)})
 			}
@@ -760,7 +764,7 @@ func (l *Lockout) endExpired(ctx context.Context, now int64) {
 		for _, e := range sh.entries {
 			if e.until != 0 && e.until <= now {
 				e.until = 0
-				l.lockedAdd(sh, -1)
+				l.lockedAdd(sh, e, -1)
 				if e.started {
 					e.started = false
 					subs = append(subs, e.subject)

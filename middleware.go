@@ -142,10 +142,10 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, toNext bridge
 	start := time.Now()
 	p, err := m.authenticate(r)
 	if err != nil {
-		m.fail(w, r, m.abuse.failed(w, r, source, err), time.Since(start))
+		m.fail(w, r, m.abuse.failed(w, r, source, err, start), time.Since(start))
 		return
 	}
-	if err := m.abuse.after(w, r, source, p); err != nil {
+	if err := m.abuse.after(w, r, source, p, start); err != nil {
 		m.fail(w, r, err, 0)
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"golang.org/x/time/rate"
 
@@ -53,13 +54,18 @@ func newLocalLimiter(capacity int, now func() time.Time) *localLimiter {
 }
 
 func (l *localLimiter) Allow(_ context.Context, key string, limit Limit) (RateDecision, error) {
+	return l.allowAt(key, limit, time.Now()), nil
+}
+
+// allowAt is Allow at now, for Require, which has read the clock already.
+func (l *localLimiter) allowAt(key string, limit Limit, now time.Time) RateDecision {
 	lim, burst := rate.Limit(limit.Rate), max(limit.Burst, 1)
-	ok, retry, left := l.m.TakeLeft(limiter.Key{ID: key}, lim, burst)
+	ok, retry, left := l.m.TakeLeftAt(limiter.Key{ID: key}, lim, burst, now)
 	d := RateDecision{Allowed: ok, RetryAfter: retry, Remaining: int(left)}
 	if limit.Rate > 0 {
 		d.Reset = time.Duration((float64(burst) - left) / limit.Rate * float64(time.Second))
 	}
-	return d, nil
+	return d
 }
 
 // rateLimits applies RequireOptions.RateLimit and SourceRateLimit.
@@ -67,7 +73,11 @@ type rateLimits struct {
 	backend   RateLimiter
 	principal Limit
 	source    Limit
-	policy    [2]string // RateLimit-Policy values, principal and source
+	// policy holds the RateLimit-Policy values, principal and source,
+	// each a one-element slice shared by every response: a header value is
+	// only replaced, never written through, so sharing it saves an
+	// allocation per request.
+	policy [2][]string
 }
 
 func newRateLimits(opts *RequireOptions) (*rateLimits, error) {
@@ -81,10 +91,11 @@ func newRateLimits(opts *RequireOptions) (*rateLimits, error) {
 	}
 	rl := &rateLimits{backend: opts.RateLimiter, principal: opts.RateLimit, source: opts.SourceRateLimit}
 	if rl.backend == nil {
-		rl.backend = newLocalLimiter(defaultRateLimiters, nil)
+		// The local limiter reads the clock Require hands it.
+		rl.backend = newLocalLimiter(defaultRateLimiters, time.Now)
 	}
-	rl.policy[0] = policyHeader("principal", opts.RateLimit)
-	rl.policy[1] = policyHeader("source", opts.SourceRateLimit)
+	rl.policy[0] = []string{policyHeader("principal", opts.RateLimit)}
+	rl.policy[1] = []string{policyHeader("source", opts.SourceRateLimit)}
 	return rl, nil
 }
 
@@ -103,7 +114,7 @@ func policyHeader(name string, l Limit) string {
 // allow counts one request under key against the principal's (source
 // false) or the address's limit, writes the RateLimit-Policy and RateLimit
 // headers, and returns an error for a request to refuse.
-func (rl *rateLimits) allow(w http.ResponseWriter, r *http.Request, key string, source bool) error {
+func (rl *rateLimits) allow(w http.ResponseWriter, r *http.Request, key string, source bool, now time.Time) error {
 	limit, i, name := rl.principal, 0, `"principal";r=`
 	if source {
 		limit, i, name = rl.source, 1, `"source";r=`
@@ -111,17 +122,39 @@ func (rl *rateLimits) allow(w http.ResponseWriter, r *http.Request, key string, 
 	if limit.Rate <= 0 {
 		return nil
 	}
-	d, err := rl.backend.Allow(r.Context(), key, limit)
-	if err != nil {
+	var err error
+	var d RateDecision
+	if local, ok := rl.backend.(*localLimiter); ok {
+		d = local.allowAt(key, limit, now)
+	} else if d, err = rl.backend.Allow(r.Context(), key, limit); err != nil {
 		return errRateLimiterDown
 	}
 	h := w.Header()
-	h["Ratelimit-Policy"] = []string{rl.policy[i]}
-	h["Ratelimit"] = []string{name + strconv.Itoa(max(d.Remaining, 0)) + ";t=" + strconv.FormatInt(ceilSeconds(d.Reset), 10)}
+	h["Ratelimit-Policy"] = rl.policy[i]
+	// The RateLimit field (draft -09 §4): the remaining quota r and the
+	// seconds t until it is whole again, built in one allocation.
+	v := &headerValue{}
+	b := append(v.buf[:0], name...)
+	b = strconv.AppendInt(b, int64(max(d.Remaining, 0)), 10)
+	b = append(b, ";t="...)
+	b = strconv.AppendInt(b, ceilSeconds(d.Reset), 10)
+	if len(b) <= len(v.buf) {
+		// The string shares v's buffer, which nothing writes again.
+		v.s[0] = unsafe.String(&v.buf[0], len(b))
+	} else {
+		v.s[0] = string(b)
+	}
+	h["Ratelimit"] = v.s[:]
 	if !d.Allowed {
 		return &refusal{class: &RateLimitError{RetryAfter: d.RetryAfter}, reason: "rate_limited", retryAfter: max(d.RetryAfter, time.Second)}
 	}
 	return nil
+}
+
+// headerValue is a header's one value with room to build it.
+type headerValue struct {
+	s   [1]string
+	buf [64]byte
 }
 
 var errRateLimiterDown = &refusal{class: ErrUnavailable, reason: "rate_limiter_unavailable"}

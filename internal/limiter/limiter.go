@@ -130,7 +130,12 @@ func (m *Map) Take(key Key, limit rate.Limit, burst int) (ok bool, retryAfter ti
 // TakeLeft is Take that also reports the tokens left in the bucket after
 // it, for a caller that tells its clients.
 func (m *Map) TakeLeft(key Key, limit rate.Limit, burst int) (ok bool, retryAfter time.Duration, left float64) {
-	now := m.now()
+	return m.TakeLeftAt(key, limit, burst, m.now())
+}
+
+// TakeLeftAt is TakeLeft at now, a time the caller read from the map's
+// clock already.
+func (m *Map) TakeLeftAt(key Key, limit rate.Limit, burst int, now time.Time) (ok bool, retryAfter time.Duration, left float64) {
 	t := int64(now.Sub(m.epoch))
 	s := m.shardOf(key)
 	s.mu.Lock()
