@@ -17,30 +17,39 @@ import (
 
 // BenchmarkAbuseControlsRatio measures what lockout and a per-principal
 // rate limit cost on the success path (an API key), against the same
-// Require with both off, interleaved in one run. "idle" is the common
-// case, nothing locked out anywhere; "locked" has other addresses locked
-// out, so that every request looks its address and credential up.
+// Require with both off, interleaved in one run. "lockout" is the default
+// (lockout on, no rate limit) with nothing locked out anywhere, the common
+// case; "lockout+ratelimit" adds a rate limit; "...-locked" has other
+// addresses locked out, so that every request looks its address up.
 func BenchmarkAbuseControlsRatio(b *testing.B) {
-	for _, locked := range []bool{false, true} {
-		name := "idle"
-		if locked {
-			name = "locked"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, tc := range []struct {
+		name         string
+		rate, locked bool
+	}{
+		{"lockout", false, false},
+		{"lockout-locked", false, true},
+		{"lockout+ratelimit", true, false},
+		{"lockout+ratelimit-locked", true, true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
 			key, _ := GenerateAPIKey()
 			keys, _ := NewAPIKeys(APIKey{Key: key, Subject: "user"})
 			next := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
 			quiet := slog.New(slog.DiscardHandler)
 			lo, _ := NewLockout(&LockoutOptions{Events: LogEvents(quiet)})
-			if locked {
+			if tc.locked {
 				for i := range 100 {
-					for range DefaultSourceFailures {
+					for range defaultSourceFailures {
 						lo.fail(context.Background(), "10.9.0."+strconv.Itoa(i), "", "")
 					}
 				}
 			}
+			opts := &RequireOptions{Logger: quiet, Lockout: lo}
+			if tc.rate {
+				opts.RateLimit = Limit{Rate: 1e9, Burst: 1 << 30}
+			}
 			off, _ := NewLockout(&LockoutOptions{SourceFailures: -1, CredentialFailures: -1})
-			on := Require(&RequireOptions{Logger: quiet, Lockout: lo, RateLimit: Limit{Rate: 1e9, Burst: 1 << 30}}, keys)(next)
+			on := Require(opts, keys)(next)
 			base := Require(&RequireOptions{Logger: quiet, Lockout: off}, keys)(next)
 			r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
 			r.Header.Set("Authorization", "Bearer "+key)

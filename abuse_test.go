@@ -106,20 +106,20 @@ func TestRequireLockout(t *testing.T) {
 func TestRequireLockoutDefault(t *testing.T) {
 	key := mustGenerate(t)
 	h := abuseServer(t, nil, APIKey{Key: key})
-	for i := range DefaultSourceFailures {
+	for i := range defaultSourceFailures {
 		if w := do(h, "192.0.2.1:1", "wrong-key-"+strconv.Itoa(i)+"-padding"); w.Code != http.StatusUnauthorized {
 			t.Fatalf("guess %d: %d, want 401", i, w.Code)
 		}
 	}
 	if w := do(h, "192.0.2.1:1", key); w.Code != http.StatusTooManyRequests {
-		t.Fatalf("after %d failures: %d, want 429", DefaultSourceFailures, w.Code)
+		t.Fatalf("after %d failures: %d, want 429", defaultSourceFailures, w.Code)
 	}
 	off, err := NewLockout(&LockoutOptions{SourceFailures: -1, CredentialFailures: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h = abuseServer(t, &RequireOptions{Lockout: off}, APIKey{Key: key})
-	for range 3 * DefaultSourceFailures {
+	for range 3 * defaultSourceFailures {
 		do(h, "192.0.2.1:1", corrupt(key))
 	}
 	if w := do(h, "192.0.2.1:1", key); w.Code != http.StatusOK {
@@ -314,7 +314,7 @@ func TestRequireLoadGuessingAndValid(t *testing.T) {
 		}
 		return 0
 	}
-	if get(http.StatusUnauthorized) != DefaultSourceFailures || get(http.StatusTooManyRequests) != guesses-DefaultSourceFailures+1 {
-		t.Fatalf("guesser: %d 401s and %d 429s, want %d and %d", get(401), get(429), DefaultSourceFailures, guesses-DefaultSourceFailures+1)
+	if get(http.StatusUnauthorized) != defaultSourceFailures || get(http.StatusTooManyRequests) != guesses-defaultSourceFailures+1 {
+		t.Fatalf("guesser: %d 401s and %d 429s, want %d and %d", get(401), get(429), defaultSourceFailures, guesses-defaultSourceFailures+1)
 	}
 }

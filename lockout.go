@@ -17,10 +17,10 @@ import (
 	"time"
 )
 
-// The default thresholds of a [Lockout]; see [LockoutOptions].
+// The default thresholds of a [Lockout], as [LockoutOptions] documents.
 const (
-	DefaultSourceFailures     = 20
-	DefaultCredentialFailures = 5
+	defaultSourceFailures     = 20
+	defaultCredentialFailures = 5
 )
 
 // LockoutOptions configures a [Lockout]. The zero value is the strict
@@ -177,10 +177,10 @@ func newLockout(opts *LockoutOptions, now func() time.Time) (*Lockout, error) {
 		return nil, errors.New("mcpauth: LockoutOptions: negative duration or MaxEntries")
 	}
 	if o.SourceFailures == 0 {
-		o.SourceFailures = DefaultSourceFailures
+		o.SourceFailures = defaultSourceFailures
 	}
 	if o.CredentialFailures == 0 {
-		o.CredentialFailures = DefaultCredentialFailures
+		o.CredentialFailures = defaultCredentialFailures
 	}
 	if o.Window == 0 {
 		o.Window = 15 * time.Minute

@@ -75,9 +75,9 @@ func TestLockoutStartGrowthExpiry(t *testing.T) {
 	src := "192.0.2.7"
 	want := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute, 16 * time.Minute, 32 * time.Minute, time.Hour, time.Hour}
 	for round, d := range want {
-		for i := range DefaultSourceFailures {
+		for i := range defaultSourceFailures {
 			if err := l.check(src, ""); err != nil {
-				t.Fatalf("round %d: locked out after %d failures, want %d", round, i, DefaultSourceFailures)
+				t.Fatalf("round %d: locked out after %d failures, want %d", round, i, defaultSourceFailures)
 			}
 			l.fail(ctx, src, "", "")
 		}
@@ -103,7 +103,7 @@ func TestLockoutStartGrowthExpiry(t *testing.T) {
 	}
 	// A day after the last lockout's end, growth starts over.
 	clock.advance(lockMemory)
-	for range DefaultSourceFailures {
+	for range defaultSourceFailures {
 		l.fail(ctx, src, "", "")
 	}
 	if got := retryAfter(t, l.check(src, "")); got != time.Minute {
@@ -143,7 +143,7 @@ func TestLockoutCredential(t *testing.T) {
 			clock := newTestClock()
 			l, events := newTestLockout(t, LockoutOptions{LockCredential: tt.strict}, clock)
 			ctx := context.Background()
-			for range DefaultCredentialFailures {
+			for range defaultCredentialFailures {
 				l.fail(ctx, "198.51.100.1", "user:alice", "")
 			}
 			if err := l.check("198.51.100.1", "user:alice"); err == nil {
@@ -153,7 +153,7 @@ func TestLockoutCredential(t *testing.T) {
 				t.Fatalf("another credential locked out: %v", err)
 			}
 			if err := l.check("198.51.100.1", ""); err != nil {
-				t.Fatalf("the source is locked out after %d failures: %v", DefaultCredentialFailures, err)
+				t.Fatalf("the source is locked out after %d failures: %v", defaultCredentialFailures, err)
 			}
 			err := l.check("203.0.113.9", "user:alice")
 			if got := err != nil; got != tt.lockedElsewhere {
@@ -261,7 +261,7 @@ func testLockoutShared(t *testing.T, st Store) {
 		}
 	}
 	src := "192.0.2.44"
-	for range DefaultSourceFailures / 2 {
+	for range defaultSourceFailures / 2 {
 		a.fail(ctx, src, "", "")
 		b.fail(ctx, src, "", "")
 	}
@@ -299,7 +299,7 @@ func testLockoutShared(t *testing.T, st Store) {
 		t.Fatalf("%d lockout ended events, want 1", n)
 	}
 	// The next lockout grows, wherever it starts.
-	for range DefaultSourceFailures {
+	for range defaultSourceFailures {
 		a.fail(ctx, src, "", "")
 	}
 	sync(a)
