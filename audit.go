@@ -27,9 +27,11 @@ const (
 	// URL, a revocation store): Outcome failure. Requests that needed it were
 	// refused with 503.
 	EventKeySource EventKind = "key_source"
-	// EventConfiguration is a warning about the configuration, for example
-	// a tool that no rule of the policy covers, or a URL that is plain http
-	// to a host that is not loopback (Reason "plain_http").
+	// EventConfiguration is a warning about the configuration (Outcome
+	// failure), for example a tool that no rule of the policy covers, or a
+	// URL that is plain http to a host that is not loopback (Reason
+	// "plain_http"); or a configuration that took effect (Outcome success,
+	// Detail "loaded: …", as the authorization server reports at start).
 	EventConfiguration EventKind = "configuration"
 	// EventLockout is a [Lockout] of a source address (RemoteAddr) or a
 	// credential (Subject) that started (Outcome denied, Detail "started:"
@@ -181,6 +183,8 @@ func (e *Event) level() slog.Level {
 		return slog.LevelError
 	case e.Repeat:
 		return slog.LevelDebug
+	case e.Kind == EventConfiguration && e.Outcome == OutcomeSuccess:
+		return slog.LevelInfo // a configuration that took effect
 	case e.Outcome != OutcomeSuccess || e.Kind == EventConfiguration:
 		return slog.LevelWarn
 	case e.Kind == EventAuthorization:

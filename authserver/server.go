@@ -43,6 +43,7 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -427,7 +428,24 @@ func New(opts *Options) (*Server, error) {
 		return nil, err
 	}
 	s.buildRoutes()
+	s.record(nil, mcpauth.Event{Kind: mcpauth.EventConfiguration, Outcome: mcpauth.OutcomeSuccess, Detail: s.summary(opts)})
 	return s, nil
+}
+
+// summary is the Detail of the configuration loaded event: what an
+// operator checks first, and no secret.
+func (s *Server) summary(opts *Options) string {
+	onOff := func(on bool) string {
+		if on {
+			return "on"
+		}
+		return "off"
+	}
+	return "loaded: issuer " + s.issuer +
+		", clients " + strconv.Itoa(len(s.clients)) +
+		", access tokens " + s.accessTTL.String() + ", refresh tokens " + s.refreshTTL.String() +
+		", registration " + onOff(!s.registration.Disabled) +
+		", client metadata documents " + onOff(!opts.ClientMetadata.Disabled)
 }
 
 // deriveKey derives a 32-byte key for one purpose from the secret.
