@@ -1,6 +1,8 @@
 package mcpauth
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -316,5 +318,22 @@ func TestRequireLoadGuessingAndValid(t *testing.T) {
 	}
 	if get(http.StatusUnauthorized) != defaultSourceFailures || get(http.StatusTooManyRequests) != guesses-defaultSourceFailures+1 {
 		t.Fatalf("guesser: %d 401s and %d 429s, want %d and %d", get(401), get(429), defaultSourceFailures, guesses-defaultSourceFailures+1)
+	}
+}
+
+// downLimiter cannot answer.
+type downLimiter struct{}
+
+func (downLimiter) Allow(context.Context, string, Limit) (RateDecision, error) {
+	return RateDecision{}, errors.New("limiter down")
+}
+
+// TestRequireRateLimiterDown: a rate limiter that cannot answer refuses
+// the request with 503, never lets it through.
+func TestRequireRateLimiterDown(t *testing.T) {
+	key := mustGenerate(t)
+	h := abuseServer(t, &RequireOptions{RateLimit: Limit{Rate: 1, Burst: 1}, RateLimiter: downLimiter{}}, APIKey{Key: key})
+	if w := do(h, "192.0.2.1:1", key); w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "temporarily_unavailable") {
+		t.Fatalf("limiter down: %d %s, want 503", w.Code, w.Body)
 	}
 }

@@ -353,3 +353,29 @@ func TestLockoutOptionsErrors(t *testing.T) {
 		}
 	}
 }
+
+// downStore fails every call the lockout makes.
+type downStore struct{ Store }
+
+func (downStore) Set(context.Context, string, []byte, time.Duration) error {
+	return errors.New("store down")
+}
+func (downStore) List(context.Context, string, func(string, []byte) error) error {
+	return errors.New("store down")
+}
+
+// TestLockoutStoreDown: a store that fails makes a sync fail, and the
+// replica goes on counting and locking out locally.
+func TestLockoutStoreDown(t *testing.T) {
+	clock := newTestClock()
+	l, _ := newTestLockout(t, LockoutOptions{SourceFailures: 2, Store: downStore{}, SyncInterval: time.Hour}, clock)
+	ctx := context.Background()
+	l.fail(ctx, "192.0.2.1", "", "")
+	if err := l.sync(ctx); err == nil {
+		t.Fatal("sync with a failing store: no error")
+	}
+	l.fail(ctx, "192.0.2.1", "", "")
+	if err := l.check("192.0.2.1", ""); err == nil {
+		t.Fatal("not locked out while the store is down")
+	}
+}
