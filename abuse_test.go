@@ -3,6 +3,7 @@ package mcpauth
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -335,5 +336,38 @@ func TestRequireRateLimiterDown(t *testing.T) {
 	h := abuseServer(t, &RequireOptions{RateLimit: Limit{Rate: 1, Burst: 1}, RateLimiter: downLimiter{}}, APIKey{Key: key})
 	if w := do(h, "192.0.2.1:1", key); w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "temporarily_unavailable") {
 		t.Fatalf("limiter down: %d %s, want 503", w.Code, w.Body)
+	}
+}
+
+// TestRequireLockoutTokensByAddress: forged tokens that name a victim's
+// kid or jti count against their address only, so they cannot lock the
+// victim's valid token out at that address before the address itself is
+// locked out.
+func TestRequireLockoutTokensByAddress(t *testing.T) {
+	k := testKeys()
+	now := time.Now()
+	v := testVerifier(t, now, "http://127.0.0.1:1/jwks", nil)
+	h := Require(&RequireOptions{Logger: slog.New(slog.DiscardHandler)}, v)(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	good := signToken(t, `{"alg":"HS256","kid":"k1"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), "HS256", k.secret)
+	forged := signToken(t, `{"alg":"HS256","kid":"k1"}`, mustJSON(t, goodClaims(issHMAC, now, nil)), "HS256", []byte("not the issuer's secret, not at all"))
+	send := func(token string) int {
+		r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+		r.RemoteAddr = "192.0.2.10:1"
+		r.Header.Set("Authorization", "Bearer "+token)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	for i := range defaultSourceFailures - 1 {
+		if c := send(forged); c != http.StatusUnauthorized {
+			t.Fatalf("forged %d: %d", i, c)
+		}
+	}
+	if c := send(good); c != http.StatusOK {
+		t.Fatalf("valid token after %d forgeries of its kid and jti: %d, want 200", defaultSourceFailures-1, c)
+	}
+	send(forged)
+	if c := send(good); c != http.StatusTooManyRequests {
+		t.Fatalf("after %d failures the address is locked out: %d, want 429", defaultSourceFailures, c)
 	}
 }

@@ -585,9 +585,13 @@ func sourceOf(a netip.Addr) string {
 }
 
 // principalCredential is the credential identifier [Require] counts for a
-// principal or a refusal: the method and the public key ID.
+// principal or a refusal: the method and the public key ID of a credential
+// that has one of its own (an API key's fingerprint, a certificate's). A
+// token's key ID names the key that signed it, which every token of its
+// issuer shares, or a jti that a forger chooses: neither names one
+// credential, so tokens are counted by their address alone.
 func principalCredential(m Method, keyID string) string {
-	if keyID == "" {
+	if keyID == "" || m == MethodJWT || m == MethodOAuth {
 		return ""
 	}
 	return string(m) + ":" + keyID
