@@ -90,7 +90,9 @@ type RequireOptions struct {
 // challenge (RFC 6750 §3), with error="invalid_token" when credentials were
 // presented; with 403 for [ErrForbidden], and error="insufficient_scope" for
 // a [ScopeError]; with 429 for [ErrRateLimited] (Retry-After for a
-// [RateLimitError]); with 503 when a credential source is down ([ErrUnavailable]).
+// [RateLimitError]), for an address or credential locked out after repeated
+// failures (RequireOptions.Lockout: on by default) and for a rate limit;
+// with 503 when a credential source is down ([ErrUnavailable]).
 // The response body is a small JSON object with an RFC 6749 error code and a
 // fixed description: never the authenticator's error text, never a credential.
 //
