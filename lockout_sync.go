@@ -195,4 +195,3 @@ func (l *Lockout) endExpired(ctx context.Context, now int64) {
 		l.report(ctx, s, OutcomeSuccess, "ended", 0, "")
 	}
 }
-

@@ -252,4 +252,3 @@ func TestLockoutOptionsErrors(t *testing.T) {
 		}
 	}
 }
-
