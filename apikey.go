@@ -1,6 +1,7 @@
 package mcpauth
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -330,6 +331,7 @@ func (k *APIKeys) Revoke(key string) bool {
 		return false
 	}
 	e.revoked.Store(true)
+	notifyRevoked()
 	return true
 }
 
@@ -342,6 +344,9 @@ func (k *APIKeys) RevokeID(id string) int {
 		if e.principal.KeyID == id && !e.revoked.Swap(true) {
 			n++
 		}
+	}
+	if n > 0 {
+		notifyRevoked()
 	}
 	return n
 }
@@ -423,9 +428,18 @@ func newKeyEntry(key APIKey) (*keyEntry, error) {
 		Scopes: slices.Clip(slices.Clone(key.Scopes)),
 		Expiry: key.ExpiresAt,
 		KeyID:  id,
+		state:  e,
 	}).seal()
 	return e, nil
 }
+
+// revoked implements credentialState: an open request of a key ends when
+// the key is revoked.
+func (e *keyEntry) isRevoked(context.Context) (bool, error) { return e.revoked.Load(), nil }
+
+// shared implements credentialState: keys are revoked in this process
+// only, which wakes the watchers.
+func (e *keyEntry) shared() bool { return false }
 
 // The errors of checkKeyText that ParseAPIKeys adds a hint to.
 var (

@@ -17,6 +17,7 @@ const (
 	MethodAPIKey Method = "apikey"
 	MethodJWT    Method = "jwt"
 	MethodOAuth  Method = "oauth"
+	MethodMTLS   Method = "mtls"
 )
 
 // A Principal is the authenticated caller of one request.
@@ -54,6 +55,16 @@ type Principal struct {
 	// reported is when Require last reported a success of this principal
 	// in full, in Unix nanoseconds, read and written atomically.
 	reported int64
+	// state tells an open request whether the credential was revoked after
+	// it was accepted (see stream.go); nil: it cannot be. Set once, before
+	// the principal is shared.
+	state credentialState
+	// grace is how long after Expiry the credential is still accepted (a
+	// verifier's leeway for clock skew); open requests end after it.
+	grace time.Duration
+	// clock is the clock of the authenticator that judged Expiry, when it
+	// is not time.Now (tests inject one); nil: time.Now.
+	clock func() time.Time
 }
 
 // UserID is the identity go-sdk binds sessions to (TokenInfo.UserID): a

@@ -1,7 +1,9 @@
 package mcpauth
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/mcpauth/mcpauth/internal/bridge"
 )
@@ -36,4 +38,11 @@ func ForEachBridge(t *testing.T, f func(t *testing.T)) {
 			f(t)
 		})
 	}
+}
+
+// RevokeElsewhere records a revocation in store as another replica's
+// RevokeToken would: this process is not told, so only the periodic check
+// of open requests can find it.
+func RevokeElsewhere(ctx context.Context, store Store, issuer, jti string) error {
+	return store.Set(ctx, revokedKey(jtiRevocationID(issuer, jti)), nil, time.Hour)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -186,9 +187,11 @@ type TrustedIssuer struct {
 
 	// AcceptBoundTokens accepts tokens that carry a cnf claim as plain
 	// bearer tokens, without proof of the key they are bound to. False (the
-	// default) refuses them: a token the issuer bound to a client
-	// certificate (RFC 8705) or a DPoP key (RFC 9449) is meant to be useless
-	// to whoever merely holds it.
+	// default) requires the proof: a token bound to a client certificate
+	// (RFC 8705, cnf.x5t#S256) is accepted only from a connection that
+	// presents that certificate (see [MTLS]), and a token bound to anything
+	// else (a DPoP key, RFC 9449) is refused. A bound token is meant to be
+	// useless to whoever merely holds it.
 	AcceptBoundTokens bool
 
 	// Algorithms restricts the accepted algorithms further. Nil (the
@@ -223,10 +226,13 @@ type JWTVerifier struct {
 	maxSize    int
 	cache      *tokenCache
 	store      Store
-	now        func() time.Time
-	events     EventSink
-	cancel     context.CancelFunc
-	headers    headerMemo
+	// sharedStore is true when store was given, not made here.
+	sharedStore bool
+	clock       func() time.Time // opts.Clock: nil unless one was given
+	now         func() time.Time
+	events      EventSink
+	cancel      context.CancelFunc
+	headers     headerMemo
 }
 
 // headerMemo remembers parsed JOSE headers by their encoded form. An
@@ -287,6 +293,7 @@ func NewJWTVerifier(opts JWTVerifierOptions) (*JWTVerifier, error) {
 		maxSize:    opts.MaxTokenSize,
 		store:      opts.Store,
 		now:        opts.Clock,
+		clock:      opts.Clock,
 		events:     sinkFor(opts.Events, opts.Logger),
 	}
 	if v.maxSize == 0 {
@@ -297,6 +304,11 @@ func NewJWTVerifier(opts JWTVerifierOptions) (*JWTVerifier, error) {
 	}
 	if v.store == nil {
 		v.store = newMemoryStore(v.now)
+	} else {
+		// A Store given may be written by others (another replica,
+		// an authorization server's RevokeToken in another process):
+		// open requests must look at it again from time to time.
+		v.sharedStore = true
 	}
 	if opts.CacheTTL >= 0 {
 		ttl, size := opts.CacheTTL, opts.CacheSize
@@ -345,7 +357,20 @@ func (v *JWTVerifier) Authenticate(r *http.Request) (*Principal, error) {
 	if !ok || !(jwt || unsecuredJWT(token)) {
 		return nil, ErrNoCredentials
 	}
-	return v.Verify(r.Context(), token)
+	return v.verifyRequest(r, token)
+}
+
+// verifyRequest is Verify for a token that came with r: a token bound to a
+// client certificate is checked against r's (RFC 8705 §3).
+func (v *JWTVerifier) verifyRequest(r *http.Request, token string) (*Principal, error) {
+	p, x5t, err := v.verify1(r.Context(), token)
+	if err != nil || x5t == "" {
+		return p, err
+	}
+	if err := checkBoundCertificate(r.TLS, x5t); err != nil {
+		return nil, failure(p.Method, err, p.KeyID, "certificate binding")
+	}
+	return p, nil
 }
 
 // unsecuredJWT reports whether s is an unsecured JWT (RFC 7519 §6): two
@@ -400,11 +425,22 @@ func (v *JWTVerifier) bearer(h http.Header) (token string, jwt, ok bool, err err
 // package's error classes (see [errTokenExpired] and its siblings), and the
 // error text never contains the token.
 //
-// Verify is what Authenticate calls; use it directly to check a token that
-// did not come in an HTTP header.
+// Verify is what Authenticate checks; use it directly to check a token that
+// did not come in an HTTP header. A token bound to a client certificate is
+// refused by Verify, which has no connection to check it against.
 func (v *JWTVerifier) Verify(ctx context.Context, token string) (*Principal, error) {
+	p, x5t, err := v.verify1(ctx, token)
+	if err == nil && x5t != "" {
+		return nil, failure(p.Method, errTokenBound, p.KeyID, "no connection")
+	}
+	return p, err
+}
+
+// verify1 checks a token once (from the cache, if it was checked before)
+// and returns the thumbprint of the certificate it is bound to, if any.
+func (v *JWTVerifier) verify1(ctx context.Context, token string) (*Principal, string, error) {
 	if len(token) > v.maxSize {
-		return nil, failure(MethodJWT, errTokenTooLarge, "", "")
+		return nil, "", failure(MethodJWT, errTokenTooLarge, "", "")
 	}
 	now := v.now()
 	var sum [32]byte
@@ -413,20 +449,25 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (*Principal, err
 		sum = sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
 		if e := v.cache.get(&sum, now); e != nil {
 			if err := v.checkRevoked(ctx, e.revocationID, e.principal); err != nil {
-				return nil, err
+				return nil, "", err
 			}
-			return e.principal, nil
+			return e.principal, e.x5t, nil
 		}
 	}
 	vt, err := v.verify(token, now, true)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	p := vt.principal
 	revID := vt.revocationID(token)
 	if err := v.checkRevoked(ctx, revID, p); err != nil {
-		return nil, err
+		return nil, "", err
 	}
+	// Set before the principal is cached and shared: what an open request
+	// of the token asks to learn of a revocation (stream.go).
+	p.state = &jwtState{store: v.store, id: revID, sharedStore: v.sharedStore}
+	p.grace = v.leeway
+	p.clock = v.clock
 	if v.cache != nil {
 		p.seal()
 		until := now.Add(v.cache.ttl)
@@ -435,9 +476,9 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (*Principal, err
 				until = exp
 			}
 		}
-		v.cache.put(&sum, &cacheEntry{principal: p, revocationID: revID, until: until}, now)
+		v.cache.put(&sum, &cacheEntry{principal: p, revocationID: revID, until: until, x5t: vt.x5t}, now)
 	}
-	return p, nil
+	return p, vt.x5t, nil
 }
 
 // Revoke makes a token stop working at once, on this verifier and on every
@@ -461,6 +502,7 @@ func (v *JWTVerifier) Revoke(ctx context.Context, token string) error {
 	if err := v.store.Set(ctx, revokedKey(vt.revocationID(token)), nil, ttl); err != nil {
 		return fmt.Errorf("mcpauth: revoking a token: %w", err)
 	}
+	notifyRevoked()
 	if v.cache != nil {
 		sum := sha256.Sum256([]byte(token))
 		v.cache.remove(&sum)
@@ -489,6 +531,7 @@ func (v *JWTVerifier) checkRevoked(ctx context.Context, id string, p *Principal)
 type verifiedToken struct {
 	principal *Principal
 	jti       string
+	x5t       string // cnf.x5t#S256: the certificate the token is bound to
 }
 
 // revocationID names a token in the revocation records: its issuer and jti when
@@ -641,11 +684,15 @@ func (v *JWTVerifier) verify(token string, now time.Time, checkTime bool) (*veri
 			return fail(errTokenAudience, "aud mismatch")
 		}
 	}
-	if _, bound := claims["cnf"]; bound && !iss.acceptBound {
+	var x5t string
+	if cnf, bound := claims["cnf"]; bound && !iss.acceptBound {
 		// A sender-constrained token (RFC 8705 mTLS, RFC 9449 DPoP) is
-		// good only with proof of its key, which a bearer request lacks;
-		// accepting it would undo the binding the issuer put on it.
-		return fail(errTokenBound, "cnf claim")
+		// good only with proof of its key; accepting it as a bearer token
+		// would undo the binding the issuer put on it. The proof of a
+		// certificate is the connection's, checked per request.
+		if x5t, ok = boundThumbprint(cnf); !ok {
+			return fail(errTokenBound, "cnf claim")
+		}
 	}
 	sub, _ := claims["sub"].(string)
 	if sub == "" {
@@ -669,7 +716,22 @@ func (v *JWTVerifier) verify(token string, now time.Time, checkTime bool) (*veri
 		Claims:   claims,
 		KeyID:    keyID,
 	}
-	return &verifiedToken{principal: p, jti: jti}, nil
+	return &verifiedToken{principal: p, jti: jti, x5t: x5t}, nil
+}
+
+// boundThumbprint reads the x5t#S256 of a cnf claim. ok is false for a cnf
+// that binds the token to anything else as well (a DPoP key, RFC 9449),
+// which no request here can prove.
+func boundThumbprint(cnf any) (string, bool) {
+	m, isObject := cnf.(map[string]any)
+	if !isObject || len(m) != 1 {
+		return "", false
+	}
+	x5t, ok := m["x5t#S256"].(string)
+	if !ok || base64.RawURLEncoding.DecodedLen(len(x5t)) != sha256.Size {
+		return "", false
+	}
+	return x5t, true
 }
 
 // auditKeyID bounds a kid or jti before it goes to the audit log: it comes

@@ -37,6 +37,7 @@ type cacheEntry struct {
 	principal    *Principal // sealed: shared by every request with the token
 	revocationID string
 	until        time.Time
+	x5t          string // the certificate the token is bound to, if any
 }
 
 func newTokenCache(ttl time.Duration, size int) *tokenCache {
@@ -115,8 +116,33 @@ func RevokeToken(ctx context.Context, store Store, issuer, jti string, ttl time.
 	if store == nil || jti == "" || ttl < 0 {
 		return errors.New("mcpauth: RevokeToken needs a store, a jti and a ttl of zero or more")
 	}
-	return store.Set(ctx, revokedKey(jtiRevocationID(issuer, jti)), nil, ttl)
+	if err := store.Set(ctx, revokedKey(jtiRevocationID(issuer, jti)), nil, ttl); err != nil {
+		return err
+	}
+	notifyRevoked()
+	return nil
 }
+
+// jwtState is what an open request of a token asks whether the token has
+// been revoked since (see credentialState).
+type jwtState struct {
+	store       Store
+	id          string // the token's revocation ID
+	sharedStore bool
+}
+
+func (s *jwtState) isRevoked(ctx context.Context) (bool, error) {
+	_, err := s.store.Get(ctx, revokedKey(s.id))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	}
+	return false, err
+}
+
+func (s *jwtState) shared() bool { return s.sharedStore }
 
 // jtiRevocationID is the revocation ID of a token with a jti.
 func jtiRevocationID(issuer, jti string) string { return "jti:" + issuer + "#" + jti }

@@ -264,7 +264,7 @@ func TestJWTBadInput(t *testing.T) {
 		{"no aud", rs(claims(map[string]any{"aud": nil})), errTokenAudience},
 		{"aud a number", rs(claims(map[string]any{"aud": 7})), errTokenMalformed},
 		{"no sub", rs(claims(map[string]any{"sub": nil})), errTokenMalformed},
-		{"bound to a client certificate", rs(claims(map[string]any{"cnf": map[string]any{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}})), errTokenBound},
+		{"bound to a client certificate, none presented", rs(claims(map[string]any{"cnf": map[string]any{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}})), errCertMismatch}, // no client certificate on this request
 		{"bound to a DPoP key", rs(claims(map[string]any{"cnf": map[string]any{"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}})), errTokenBound},
 		{"cnf null", rs(claims(map[string]any{"cnf": json.RawMessage("null")})), errTokenBound},
 		{"cnf empty", rs(claims(map[string]any{"cnf": map[string]any{}})), errTokenBound},
@@ -669,6 +669,14 @@ func TestJWTRevocationStoreDown(t *testing.T) {
 	w := serveBearer(h, token)
 	if w.Code != http.StatusServiceUnavailable {
 		t.Errorf("status = %d, want 503", w.Code)
+	}
+	// A hint to retry later, and the RFC 6749 code; never the store's error.
+	if ra := w.Header().Get("Retry-After"); ra != "5" {
+		t.Errorf("Retry-After = %q, want 5", ra)
+	}
+	var body map[string]string
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil || body["error"] != "temporarily_unavailable" || strings.Contains(w.Body.String(), errStoreDown.Error()) {
+		t.Errorf("body %s (%v)", w.Body, err)
 	}
 }
 

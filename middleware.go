@@ -52,6 +52,16 @@ type RequireOptions struct {
 	// full.
 	SuccessEventInterval time.Duration
 
+	// RevocationCheckInterval is how often a request that is still open (a
+	// stream) is checked again for a revocation that another process may
+	// have recorded: a JWT revoked in a Store that several replicas share.
+	// Expiry, and revocations made in this process (APIKeys.Revoke,
+	// JWTVerifier.Revoke, RevokeToken), end open requests at once,
+	// whatever the interval. Zero (the default) or a negative value means
+	// two seconds; a revocation elsewhere then ends a stream within twice
+	// the interval.
+	RevocationCheckInterval time.Duration
+
 	// Lockout refuses, with 429 and Retry-After, the source addresses and
 	// credentials that failed to authenticate too often (see [Lockout]).
 	// Nil (the default) means a Lockout of this middleware alone with the
@@ -78,6 +88,11 @@ type RequireOptions struct {
 // Require returns middleware that authenticates every request before it
 // reaches next.
 //
+// A request that is still open when its credential expires or is revoked
+// (a standalone SSE stream, subscriptions/listen, a long tool call) ends
+// then: its context is cancelled, with the refusal ([ErrExpired],
+// [ErrRevoked]) as context.Cause, and an event reports it.
+//
 // The authenticators are tried in order; the first that finds credentials of
 // its kind decides, so a request is never authenticated twice. When one
 // accepts, the request goes on with its [Principal] attached: plain HTTP
@@ -92,7 +107,8 @@ type RequireOptions struct {
 // a [ScopeError]; with 429 for [ErrRateLimited] (Retry-After for a
 // [RateLimitError]), for an address or credential locked out after repeated
 // failures (RequireOptions.Lockout: on by default) and for a rate limit;
-// with 503 when a credential source is down ([ErrUnavailable]).
+// with 503 and Retry-After when a credential source is down
+// ([ErrUnavailable]).
 // The response body is a small JSON object with an RFC 6749 error code and a
 // fixed description: never the authenticator's error text, never a credential.
 //
@@ -117,7 +133,11 @@ func Require(opts *RequireOptions, authenticators ...Authenticator) func(http.Ha
 		if a != nil {
 			m.authenticators = append(m.authenticators, a)
 		}
+		if c, ok := a.(connectionChecker); ok && m.conn == nil {
+			m.conn = c
+		}
 	}
+	m.open = newOpenRequests(m.opts.RevocationCheckInterval, m.events)
 	m.abuse = newAbuse(&m.opts, m.events)
 	return func(next http.Handler) http.Handler {
 		toNext := bridge.New(next, principalKey{})
@@ -132,7 +152,11 @@ type middleware struct {
 	authenticators []Authenticator
 	events         EventSink
 	successes      *successLog // nil: report every success in full
-	abuse          abuse
+	open           *openRequests
+	// conn is the client-certificate authenticator that says what
+	// certificate a request comes with (see MTLS proxy mode), if any.
+	conn  connectionChecker
+	abuse abuse
 }
 
 func (m *middleware) serve(w http.ResponseWriter, r *http.Request, toNext bridge.Handler) {
@@ -142,6 +166,14 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, toNext bridge
 		return
 	}
 	start := time.Now()
+	if m.conn != nil {
+		r2, err := m.conn.connection(r)
+		if err != nil {
+			m.fail(w, r, m.abuse.failed(w, r, source, err, start), time.Since(start))
+			return
+		}
+		r = r2
+	}
 	p, err := m.authenticate(r)
 	if err != nil {
 		m.fail(w, r, m.abuse.failed(w, r, source, err, start), time.Since(start))
@@ -152,7 +184,17 @@ func (m *middleware) serve(w http.ResponseWriter, r *http.Request, toNext bridge
 		return
 	}
 	m.auditSuccess(r, p, start)
-	toNext(w, r, p, p.tokenInfo())
+	// The request ends when the credential does (stream.go): a stream
+	// must not outlive the key or token that opened it.
+	ctx, open := m.open.open(w, r.Context(), p, r.RemoteAddr, requestID(r))
+	defer m.open.close(open)
+	toNext(open, r, ctx, p, p.tokenInfo())
+	if err := open.unanswered(); err != nil {
+		// The credential ended before the handler answered (go-sdk runs a
+		// 2025-11-25 tool call to its end whatever the request's context):
+		// the client gets the refusal, not the result.
+		writeChallengeFor(w, err, &m.opts)
+	}
 }
 
 // errTwoCredentials refuses a request that presents more than one header
@@ -216,6 +258,10 @@ func writeChallenge(w http.ResponseWriter, err error, resourceMetadata string) {
 		retry, limited = rl.RetryAfter, true
 	} else if f := (*refusal)(nil); errors.As(err, &f) && f.retryAfter > 0 {
 		retry, limited = f.retryAfter, true
+	} else if errors.Is(err, ErrUnavailable) {
+		// A store or key source that is down is usually back within
+		// seconds; the hint keeps clients from retrying in a tight loop.
+		retry, limited = unavailableRetryAfter, true
 	}
 	if limited {
 		secs := int64((retry + time.Second - 1) / time.Second)
@@ -229,6 +275,9 @@ func writeChallenge(w http.ResponseWriter, err error, resourceMetadata string) {
 	w.WriteHeader(resp.status)
 	_, _ = w.Write(resp.body)
 }
+
+// unavailableRetryAfter is the Retry-After of a 503.
+const unavailableRetryAfter = 5 * time.Second
 
 // A response is the answer to a refused request, built once per error class
 // and resource metadata URL: responses are what an attacker guessing

@@ -72,6 +72,13 @@ type ProtectedResourceOptions struct {
 	ResourceDocumentation string
 	ResourcePolicyURI     string
 	ResourceTOSURI        string
+
+	// CertificateBoundTokens advertises
+	// tls_client_certificate_bound_access_tokens (RFC 9728 §2, RFC 8705
+	// §3.4): this resource accepts tokens bound to a client certificate,
+	// checked against the connection's (see [MTLS]). False (the default)
+	// leaves it out.
+	CertificateBoundTokens bool
 }
 
 // A ProtectedResource is this MCP server as an OAuth 2.0 protected resource:
@@ -162,6 +169,8 @@ func NewProtectedResource(opts ProtectedResourceOptions) (*ProtectedResource, er
 		ResourceDocumentation:  opts.ResourceDocumentation,
 		ResourcePolicyURI:      opts.ResourcePolicyURI,
 		ResourceTOSURI:         opts.ResourceTOSURI,
+
+		TLSClientCertificateBoundAccessTokens: opts.CertificateBoundTokens,
 	}
 	if pr.doc, err = json.Marshal(&pr.meta); err != nil {
 		return nil, fmt.Errorf("mcpauth: protected resource: %w", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -240,9 +241,33 @@ func (i *introspector) introspect(ctx context.Context, token string, sum *[32]by
 		Expiry:   exp,
 		Claims:   m,
 		KeyID:    kid,
+		state:    &introspectionState{i: i, token: token},
+		clock:    i.v.opts.Clock,
 	}
 	return p.seal(), nil, cacheUntil
 }
+
+// introspectionState asks the authorization server again, for an open
+// request, whether an opaque token is still active: it is the only one who
+// knows. Answers come through the introspector's cache, so a revocation
+// ends a stream within the cache's TTL and the check interval.
+type introspectionState struct {
+	i     *introspector
+	token string
+}
+
+func (s *introspectionState) isRevoked(ctx context.Context) (bool, error) {
+	_, err := s.i.check(ctx, s.token)
+	switch {
+	case err == nil:
+		return false, nil
+	case errors.Is(err, ErrUnavailable):
+		return false, err
+	}
+	return true, nil
+}
+
+func (s *introspectionState) shared() bool { return true }
 
 // introspectionCache remembers introspection answers by the token's
 // SHA-256, never the token. Like the JWT verifier's cache it is split into

@@ -273,7 +273,7 @@ func (v *OAuthVerifier) Authenticate(r *http.Request) (*Principal, error) {
 	}
 	jwtShaped := jwt || unsecuredJWT(token)
 	if jwtShaped && st.jwt != nil {
-		p, err := st.jwt.Verify(r.Context(), token)
+		p, err := st.jwt.verifyRequest(r, token)
 		if errors.Is(err, errTokenIssuer) {
 			// Not this issuer's token (or one that names none): another
 			// authenticator may know it; Require refuses it if none does.

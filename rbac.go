@@ -38,6 +38,13 @@ type Policy struct {
 	// depth. A cycle, or an inherited role that is not declared, is an
 	// error.
 	Roles map[string][]string `json:"roles" yaml:"roles"`
+	// Scopes is the scope hierarchy: each scope with the narrower scopes it
+	// implies, to any depth. A caller granted "files" when Scopes has
+	// "files": {"files:read", "files:write"} satisfies a rule that requires
+	// "files:read". Scopes need not be declared; a scope not listed implies
+	// only itself. A cycle is an error. Challenges (403
+	// insufficient_scope) name the scopes the rule requires, as written.
+	Scopes map[string][]string `json:"scopes,omitempty" yaml:"scopes,omitempty"`
 	// Rules are the permissions. Two rules with the same pattern are an
 	// error.
 	Rules []Rule `json:"rules" yaml:"rules"`
@@ -97,6 +104,7 @@ func (b roleBits) set(i int)      { b[i>>6] |= 1 << (i & 63) }
 // compiled is a policy in the form the guard decides with: per call, one map
 // lookup for the rule, one per role the caller holds, and a bit test.
 type compiled struct {
+	impliedBy map[string][]string // scope -> the broader scopes that imply it
 	roleIndex map[string]int
 	roleNames []string
 	rules     []*rule
@@ -119,6 +127,9 @@ type rule struct {
 	anyRole bool
 	allow   roleBits // the roles that satisfy Roles, inheritance included
 	scopes  []string
+	// satisfy holds, for each of scopes, every scope that satisfies it: the
+	// scope itself and the broader ones that imply it (Policy.Scopes).
+	satisfy [][]string
 
 	limited bool
 	limit   rate.Limit
@@ -160,6 +171,9 @@ func compilePolicy(p *Policy) (*compiled, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.impliedBy, err = scopeHierarchy(p.Scopes); err != nil {
+		return nil, err
+	}
 
 	for i := range c.kinds {
 		c.kinds[i].exact = make(map[string]*rule)
@@ -192,6 +206,64 @@ func compilePolicy(p *Policy) (*compiled, error) {
 		slices.SortStableFunc(c.kinds[i].prefixes, func(a, b *rule) int { return len(b.prefix) - len(a.prefix) })
 	}
 	return c, nil
+}
+
+// validScope reports whether s is an RFC 6749 §3.3 scope-token, which may be
+// written into a WWW-Authenticate challenge.
+func validScope(s string) bool {
+	return s != "" && !strings.ContainsFunc(s, func(c rune) bool { return c <= ' ' || c > '~' || c == '"' || c == '\\' })
+}
+
+// scopeHierarchy inverts Policy.Scopes: for each scope, the broader scopes
+// that imply it, to any depth, sorted.
+func scopeHierarchy(implies map[string][]string) (map[string][]string, error) {
+	if len(implies) == 0 {
+		return nil, nil
+	}
+	names := make([]string, 0, len(implies))
+	for name, narrower := range implies {
+		if !validScope(name) {
+			return nil, fmt.Errorf("mcpauth: policy: invalid scope %q", name)
+		}
+		for _, n := range narrower {
+			if !validScope(n) {
+				return nil, fmt.Errorf("mcpauth: policy: scope %q implies an invalid scope %q", name, n)
+			}
+		}
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	impliedBy := make(map[string][]string)
+	for _, broad := range names {
+		// Walk what broad implies; meeting broad again is a cycle.
+		seen := map[string]bool{}
+		var walk func(s string, path []string) error
+		walk = func(s string, path []string) error {
+			for _, n := range implies[s] {
+				if n == broad {
+					return fmt.Errorf("mcpauth: policy: scopes imply each other in a cycle: %s", strings.Join(append(path, n), " -> "))
+				}
+				if seen[n] {
+					continue
+				}
+				seen[n] = true
+				if err := walk(n, append(path, n)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if err := walk(broad, []string{broad}); err != nil {
+			return nil, err
+		}
+		for n := range seen {
+			impliedBy[n] = append(impliedBy[n], broad)
+		}
+	}
+	for n := range impliedBy {
+		sort.Strings(impliedBy[n])
+	}
+	return impliedBy, nil
 }
 
 // A ruleError is a policy's rule that does not compile. ParsePolicy gives
@@ -298,11 +370,15 @@ func compileRule(i int, pr *Rule, c *compiled, closures []roleBits, words int) (
 	for _, s := range pr.Scopes {
 		// An RFC 6749 §3.3 scope-token: it is written into the
 		// WWW-Authenticate challenge of RequireScopes.
-		if s == "" || strings.ContainsFunc(s, func(c rune) bool { return c <= ' ' || c > '~' || c == '"' || c == '\\' }) {
+		if !validScope(s) {
 			return nil, fmt.Errorf("%s %q: invalid scope %q", kindNames[r.kind], r.pattern, s)
 		}
 	}
 	r.scopes = slices.Clone(pr.Scopes)
+	r.satisfy = make([][]string, len(r.scopes))
+	for i, s := range r.scopes {
+		r.satisfy[i] = append([]string{s}, c.impliedBy[s]...)
+	}
 	if pr.RateLimit != "" {
 		limit, burst, err := parseRateLimit(pr.RateLimit)
 		if err != nil {
@@ -384,8 +460,21 @@ func (c *compiled) allows(p *Principal, held roleBits, k kind, name string) bool
 			return false
 		}
 	}
-	for _, s := range r.scopes {
-		if !p.HasScope(s) {
+	return r.hasScopes(p)
+}
+
+// hasScopes reports whether p holds every scope of r, itself or through a
+// broader scope that implies it.
+func (r *rule) hasScopes(p *Principal) bool {
+	for _, alternatives := range r.satisfy {
+		held := false
+		for _, s := range alternatives {
+			if p.HasScope(s) {
+				held = true
+				break
+			}
+		}
+		if !held {
 			return false
 		}
 	}
@@ -415,13 +504,7 @@ func (c *compiled) decide(p *Principal, k kind, name string) (*rule, error) {
 			}
 		}
 	}
-	scopeOK := true
-	for _, s := range r.scopes {
-		if !p.HasScope(s) {
-			scopeOK = false
-			break
-		}
-	}
+	scopeOK := r.hasScopes(p)
 	switch {
 	case roleOK && scopeOK:
 		return r, nil

@@ -93,6 +93,13 @@ type Guard struct {
 	// validating holds the sessions [Guard.Validate] opens, whose lists the
 	// middleware passes unfiltered. Only this package can create them.
 	validating sync.Map
+
+	// subs are the sessions subscribed to a guarded resource, with their
+	// current callers (rbac_notify.go); notifying is set once Install has
+	// added the sending middleware that reads them.
+	subs      subscribers
+	notifying atomic.Bool
+	warnOnce  sync.Once
 }
 
 // NewGuard compiles the policy. It returns an error for an invalid policy:
@@ -151,7 +158,10 @@ func (g *Guard) Check(p *Principal, tool string) error {
 type guardedKey struct{ g *Guard }
 
 // Middleware returns go-sdk receiving middleware that enforces the policy.
-// Add it with Server.AddReceivingMiddleware.
+// [Guard.Install] adds it to a server together with the filter of resource
+// notifications; added alone (Server.AddReceivingMiddleware), it leaves
+// notifications/resources/updated unfiltered, and says so with a
+// configuration event at the first subscription to a guarded resource.
 //
 // A denied tools/call gets a tool error (IsError) whose text says what the
 // tool requires; a call over its rate limit gets one that says when to retry.
@@ -165,6 +175,9 @@ type guardedKey struct{ g *Guard }
 func (g *Guard) Middleware() mcp.Middleware {
 	return func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			if g.subs.n.Load() > 0 {
+				g.subs.update(req.GetSession(), PrincipalFromRequest(req))
+			}
 			switch method {
 			case "tools/call":
 				var name string
@@ -208,6 +221,13 @@ func (g *Guard) Middleware() mcp.Middleware {
 				if err := g.authorize(ctx, req, k, name); err != nil {
 					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
 				}
+				if method == "resources/subscribe" {
+					res, err := next(ctx, method, req)
+					if err == nil {
+						g.subscribed(ctx, req)
+					}
+					return res, err
+				}
 				if method == "resources/read" {
 					// A guarded resource is not for everyone: no intermediary
 					// may serve it to another caller (2026-07-28 cacheScope).
@@ -235,6 +255,11 @@ func (g *Guard) Middleware() mcp.Middleware {
 					if err := g.authorize(ctx, req, kindResource, uri); err != nil {
 						return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: err.Error()}
 					}
+				}
+				if len(r.Params.Notifications.ResourceSubscriptions) > 0 {
+					// Before next, which holds the call open while the
+					// subscriptions last.
+					g.subscribed(ctx, req)
 				}
 			case "completion/complete":
 				// Completing a prompt's or resource's arguments is a way to

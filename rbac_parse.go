@@ -91,7 +91,7 @@ const (
 	fieldString fieldKind = iota
 	fieldNames            // a list of strings
 	fieldBool
-	fieldRoles // role name -> the roles it inherits
+	fieldRoles // role (or scope) name -> the roles it inherits (the scopes it implies)
 	fieldRules // a list of rules
 )
 
@@ -102,7 +102,7 @@ type policyField struct {
 }
 
 var (
-	topFields  = []policyField{{"roles", fieldRoles, ""}, {"rules", fieldRules, ""}}
+	topFields  = []policyField{{"roles", fieldRoles, "role"}, {"scopes", fieldRoles, "scope"}, {"rules", fieldRules, ""}}
 	ruleFields = []policyField{{"tool", fieldString, ""}, {"prompt", fieldString, ""}, {"resource", fieldString, ""},
 		{"roles", fieldNames, "role names"}, {"scopes", fieldNames, "scope names"}, {"any_caller", fieldBool, ""},
 		{"rate_limit", fieldString, ""}}
@@ -116,11 +116,26 @@ func (f policyField) must(mapping string) string {
 	case fieldBool:
 		return fmt.Sprintf("%q must be true or false", f.name)
 	case fieldRoles:
-		return fmt.Sprintf("%q must be a %s of role names to the roles each inherits", f.name, mapping)
+		article := "a"
+		if mapping == "object" {
+			article = "an"
+		}
+		if f.what == "scope" {
+			return fmt.Sprintf("%q must be %s %s of scopes to the narrower scopes each implies", f.name, article, mapping)
+		}
+		return fmt.Sprintf("%q must be %s %s of role names to the roles each inherits", f.name, article, mapping)
 	case fieldRules:
 		return fmt.Sprintf("%q must be a list of rules", f.name)
 	}
 	return fmt.Sprintf("%q must be a string", f.name)
+}
+
+// entryMust says what the value of one entry of a fieldRoles map must be.
+func (f policyField) entryMust(key string) string {
+	if f.what == "scope" {
+		return fmt.Sprintf("scope %q must be a list of the narrower scopes it implies", key)
+	}
+	return fmt.Sprintf("role %q must be a list of the roles it inherits", key)
 }
 
 // unknownField says that name is not one of fields, and which it may have
@@ -264,7 +279,7 @@ func (w *jsonPolicy) value(f policyField) error {
 				if err != nil {
 					return w.syntax(err)
 				}
-				must := fmt.Sprintf("role %q must be a list of the roles it inherits", role)
+				must := f.entryMust(role)
 				if tok == nil {
 					return nil
 				}
@@ -504,7 +519,7 @@ func (w *yamlPolicy) value(f policyField, v *yaml.Node) error {
 				return nil
 			}
 			return w.pairs(v, func(k, v *yaml.Node) error {
-				must := fmt.Sprintf("role %q must be a list of the roles it inherits", k.Value)
+				must := f.entryMust(k.Value)
 				if v = yamlResolve(v); yamlNull(v) {
 					return nil
 				}

@@ -1,15 +1,22 @@
 package mcpauth_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/mcpauth/mcpauth"
+	"github.com/mcpauth/mcpauth/internal/mcptest"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // tutorialPolicy is the tutorial's permission table with its hierarchy
@@ -326,7 +333,7 @@ func TestPolicyErrorMessages(t *testing.T) {
 		{"yaml merge of a string", "rules:\n  - {<<: x, tool: y}\n",
 			`mcpauth: policy line 2, column 10: << must merge a mapping or a list of mappings`},
 		{"yaml merged unknown field", "base: &b {role: [user]}\n",
-			`mcpauth: policy line 1, column 1: unknown field "base" at the top level (the fields are roles, rules)`},
+			`mcpauth: policy line 1, column 1: unknown field "base" at the top level (the fields are roles, scopes, rules)`},
 		{"yaml syntax", "roles: {user: []}\nrules:\n  - {tool: x, roles: [user]\n",
 			`mcpauth: policy line 3: invalid YAML: did not find expected ',' or '}'`},
 		{"yaml syntax on line 1", "roles: {user: [}\n",
@@ -351,7 +358,7 @@ func TestPolicyErrorMessages(t *testing.T) {
 		{"json tool a number", `{"rules": [{"tool": 5, "any_caller": true}]}`,
 			`mcpauth: policy line 1, column 21: "tool" must be a string`},
 		{"json top-level roles a list", `{"roles": ["admin"]}`,
-			`mcpauth: policy line 1, column 11: "roles" must be a object of role names to the roles each inherits`},
+			`mcpauth: policy line 1, column 11: "roles" must be an object of role names to the roles each inherits`},
 		{"json inherited roles a string", `{"roles": {"admin": "user"}}`,
 			`mcpauth: policy line 1, column 21: role "admin" must be a list of the roles it inherits`},
 		{"json rules an object", `{"rules": {}}`,
@@ -416,5 +423,145 @@ rules:
 	bad := "roles: {user: []}\nrules:\n  - &r {tool: a, role: [user]}\n  - {<<: *r, tool: b}\n"
 	if _, err := mcpauth.ParsePolicy([]byte(bad)); err == nil || !strings.Contains(err.Error(), `line 3, column 18: unknown field "role" in a rule`) {
 		t.Errorf("merged unknown field: %v", err)
+	}
+}
+
+// TestPolicyScopeHierarchy: a broader scope implies the narrower ones the
+// policy says it does, to any depth, in every decision (calls, lists, the
+// step-up layer); nothing else is implied.
+func TestPolicyScopeHierarchy(t *testing.T) {
+	policy := &mcpauth.Policy{
+		Scopes: map[string][]string{
+			"admin":       {"files"},
+			"files":       {"files:read", "files:write"},
+			"files:write": {"files:read"},
+		},
+		Rules: []mcpauth.Rule{
+			{Tool: "read", Scopes: []string{"files:read"}},
+			{Tool: "write", Scopes: []string{"files:write"}},
+			{Tool: "both", Scopes: []string{"files:read", "files:write"}},
+			{Tool: "all", Scopes: []string{"files"}},
+		},
+	}
+	g := mustGuard(t, policy)
+	tests := []struct {
+		scopes  []string
+		allowed []string
+	}{
+		{nil, nil},
+		{[]string{"files:read"}, []string{"read"}},
+		{[]string{"files:write"}, []string{"read", "write", "both"}},
+		{[]string{"files"}, []string{"read", "write", "both", "all"}},
+		{[]string{"admin"}, []string{"read", "write", "both", "all"}},
+		{[]string{"files:read", "files:write"}, []string{"read", "write", "both"}},
+		{[]string{"file"}, nil},    // no prefix matching
+		{[]string{"FILES"}, nil},   // scopes are case-sensitive (RFC 6749 §3.3)
+		{[]string{"files:*"}, nil}, // no wildcard
+		{[]string{"other"}, nil},
+	}
+	for _, tt := range tests {
+		p := &mcpauth.Principal{Subject: "s", Method: mcpauth.MethodJWT, Scopes: tt.scopes}
+		var got []string
+		for _, tool := range []string{"read", "write", "both", "all"} {
+			if err := g.Check(p, tool); err == nil {
+				got = append(got, tool)
+			} else if !errors.Is(err, mcpauth.ErrForbidden) {
+				t.Errorf("%v %s: %v", tt.scopes, tool, err)
+			}
+		}
+		if !slices.Equal(got, tt.allowed) {
+			t.Errorf("scopes %v may call %v, want %v", tt.scopes, got, tt.allowed)
+		}
+	}
+
+	// tools/list and the 403 step-up agree with Check.
+	s := mcp.NewServer(&mcp.Implementation{Name: "scopes", Version: "1"}, nil)
+	for _, tool := range []string{"read", "write", "both", "all"} {
+		mcp.AddTool(s, &mcp.Tool{Name: tool}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, struct{}, error) {
+			return &mcp.CallToolResult{}, struct{}{}, nil
+		})
+	}
+	g.Install(s)
+	auth := mcpauth.AuthenticatorFunc(func(r *http.Request) (*mcpauth.Principal, error) {
+		return &mcpauth.Principal{Subject: "s", Method: mcpauth.MethodJWT, Scopes: strings.Fields(r.Header.Get("X-Test-Scopes"))}, nil
+	})
+	mode := mcptest.Modes[0]
+	h := mcpauth.Require(&mcpauth.RequireOptions{Logger: slog.New(slog.DiscardHandler)}, auth)(g.RequireScopes(nil)(mode.Handler(s)))
+	srv := mcptest.Serve(t, h)
+	cs, err := mcptest.Connect(t, mode, srv.URL, mcptest.NewHeaders("X-Test-Scopes", "files:write"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names, _ := mcptest.ToolNames(t, cs); !slices.Equal(names, []string{"both", "read", "write"}) {
+		t.Errorf("files:write lists %v", names)
+	}
+	if res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "read"}); err != nil || res.IsError {
+		t.Errorf("files:write calling read: %v %v", res, err)
+	}
+	body := `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"all","arguments":{}}}`
+	for _, tc := range []struct {
+		scopes string
+		code   int
+	}{{"admin", http.StatusOK}, {"files:write", http.StatusForbidden}} {
+		r := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(body))
+		r.Header.Set("X-Test-Scopes", tc.scopes)
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		g.RequireScopes(nil)(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })).ServeHTTP(w, withPrincipal(t, auth, r))
+		if w.Code != tc.code {
+			t.Errorf("step-up for %q: %d, want %d", tc.scopes, w.Code, tc.code)
+		}
+		if tc.code == http.StatusForbidden && !strings.Contains(w.Header().Get("WWW-Authenticate"), `scope="files"`) {
+			t.Errorf("challenge %q does not name files", w.Header().Get("WWW-Authenticate"))
+		}
+	}
+}
+
+// withPrincipal runs r through Require with a, and returns the request as
+// the next handler saw it.
+func withPrincipal(t *testing.T, a mcpauth.Authenticator, r *http.Request) *http.Request {
+	t.Helper()
+	var seen *http.Request
+	mcpauth.Require(&mcpauth.RequireOptions{Logger: slog.New(slog.DiscardHandler)}, a)(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { seen = r })).ServeHTTP(httptest.NewRecorder(), r)
+	if seen == nil {
+		t.Fatal("Require refused the request")
+	}
+	return seen
+}
+
+// TestPolicyScopeHierarchyErrors: a cycle or a malformed scope is refused
+// when the policy is compiled, and a file says what is wrong in its words.
+func TestPolicyScopeHierarchyErrors(t *testing.T) {
+	for _, tc := range []struct {
+		scopes map[string][]string
+		want   string
+	}{
+		{map[string][]string{"a": {"b"}, "b": {"a"}}, "cycle"},
+		{map[string][]string{"a": {"b"}, "b": {"c"}, "c": {"b"}}, "cycle"},
+		{map[string][]string{"a": {"a"}}, "cycle"},
+		{map[string][]string{"a b": {"c"}}, `invalid scope "a b"`},
+		{map[string][]string{"a": {`c"`}}, `invalid scope "c\""`},
+	} {
+		_, err := mcpauth.NewGuard(&mcpauth.Policy{Scopes: tc.scopes, Rules: []mcpauth.Rule{{Tool: "t", Scopes: []string{"a"}}}}, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want %q", tc.scopes, err, tc.want)
+		}
+	}
+	for _, tc := range []struct{ text, want string }{
+		{`{"scopes": ["a"], "rules": []}`, `"scopes" must be an object of scopes to the narrower scopes each implies`},
+		{`{"scopes": {"a": "b"}, "rules": []}`, `scope "a" must be a list of the narrower scopes it implies`},
+		{"scopes:\n  a: b\nrules: []\n", `scope "a" must be a list of the narrower scopes it implies`},
+	} {
+		_, err := mcpauth.ParsePolicy([]byte(tc.text))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.text, err, tc.want)
+		}
+	}
+	p, err := mcpauth.ParsePolicy([]byte("scopes:\n  files: [files:read]\nrules:\n  - tool: t\n    scopes: [files:read]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := mustGuard(t, p); g.Check(&mcpauth.Principal{Subject: "s", Scopes: []string{"files"}}, "t") != nil {
+		t.Error("a YAML scope hierarchy is not applied")
 	}
 }

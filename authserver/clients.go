@@ -40,6 +40,18 @@ type Client struct {
 	// SecretSHA256.
 	SecretSHA256 string
 
+	// TLSClientAuth makes the client confidential, authenticating with a
+	// client certificate issued by a CA the TLS layer trusts
+	// (tls_client_auth, RFC 8705 §2.1); CertificateThumbprints, with one of
+	// the certificates whose SHA-256 thumbprints ([mcpauth.Thumbprint])
+	// they are, whoever issued it (self_signed_tls_client_auth, §2.2). The
+	// client sends its client_id and no secret. Its access tokens are bound
+	// to the certificate (cnf.x5t#S256, §3), so that a resource server
+	// accepts them only over a connection that presents it. At most one of
+	// Secret, SecretSHA256, TLSClientAuth and CertificateThumbprints.
+	TLSClientAuth          *TLSClientAuth
+	CertificateThumbprints []string
+
 	// RedirectURIs are matched exactly against an authorization request's
 	// redirect_uri, except that a loopback http URI matches on any port
 	// (RFC 8252 §7.3). Each must be https, http on 127.0.0.1, [::1] or
@@ -134,6 +146,13 @@ type client struct {
 	DefaultScopes   []string `json:"default_scopes"`
 	Roles           []string `json:"roles,omitempty"`
 	Introspect      bool     `json:"introspect,omitempty"`
+	// The certificate of a client that authenticates with one (RFC 8705
+	// §2.1.2 names the registration parameters).
+	TLSSubjectDN    string   `json:"tls_client_auth_subject_dn,omitempty"`
+	TLSDNS          string   `json:"tls_client_auth_san_dns,omitempty"`
+	TLSURI          string   `json:"tls_client_auth_san_uri,omitempty"`
+	TLSEmail        string   `json:"tls_client_auth_san_email,omitempty"`
+	CertThumbprints []string `json:"x5t_s256,omitempty"`
 	ClientURI       string   `json:"client_uri,omitempty"`
 	LogoURI         string   `json:"logo_uri,omitempty"`
 	Source          string   `json:"source"`
@@ -143,7 +162,7 @@ type client struct {
 	Touched  int64 `json:"touched,omitempty"`
 }
 
-func (c *client) confidential() bool { return c.SecretSHA256 != "" }
+func (c *client) confidential() bool { return c.SecretSHA256 != "" || c.usesTLS() }
 
 func (c *client) allows(grant string) bool { return slices.Contains(c.GrantTypes, grant) }
 
@@ -223,6 +242,14 @@ func (s *Server) preregistered(in *Client) (*client, error) {
 	}
 	if c.confidential() {
 		c.AuthMethod = authBasic
+	}
+	if in.TLSClientAuth != nil || len(in.CertificateThumbprints) > 0 {
+		if c.confidential() {
+			return bad("set a secret or a certificate, not both")
+		}
+		if err := c.setTLSAuth(in); err != nil {
+			return bad("%v", err)
+		}
 	}
 	for _, u := range c.RedirectURIs {
 		if _, err := s.classifyRedirect(u); err != nil {
@@ -319,7 +346,7 @@ const dynamicClientPrefix = "mcpc_"
 // clientAuth is how a request authenticated its client.
 type clientAuth struct {
 	c      *client
-	method string // authNone, authBasic or authPost
+	method string // authNone, authBasic, authPost, authTLS or authSelfSigned
 }
 
 // authenticateClient authenticates the client of a token, revocation or
@@ -410,6 +437,17 @@ func (s *Server) checkClient(r *http.Request, p params) (*clientAuth, string, *o
 	if err != nil {
 		s.keyFault(r, "client lookup failed")
 		return nil, id, errUnavailable
+	}
+	if c.usesTLS() {
+		// The certificate is the credential: a secret beside it is a
+		// second method (an empty Basic password is none).
+		if secret != "" {
+			return nil, id, errInvalidClient(basic)
+		}
+		if _, ok := s.clientCertificate(r, c); !ok {
+			return nil, id, errInvalidClient(basic)
+		}
+		return &clientAuth{c: c, method: c.AuthMethod}, id, nil
 	}
 	if !c.confidential() {
 		// A public client has no secret to present; an empty Basic

@@ -48,6 +48,11 @@ var (
 	errUnavailable = &oauthError{code: "temporarily_unavailable", desc: "The authorization server is temporarily unavailable.", status: http.StatusServiceUnavailable}
 )
 
+// retryAfterUnavailable is the Retry-After, in seconds, of every 503: a
+// store that failed is usually back within seconds (a Redis failover, a
+// restart), and a client that retries sooner only adds load.
+const retryAfterUnavailable = "5"
+
 // errInvalidClient is a failed client authentication (RFC 6749 §5.2): 401,
 // so that a client that registered itself (Claude, for one) registers again.
 func errInvalidClient(basic bool) *oauthError {
@@ -100,6 +105,8 @@ func (s *Server) writeError(w http.ResponseWriter, e *oauthError) {
 	}
 	if e.retryAfter > 0 {
 		setRetryAfter(w, e.retryAfter)
+	} else if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", retryAfterUnavailable)
 	}
 	writeJSON(w, status, struct {
 		Error       string `json:"error"`

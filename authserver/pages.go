@@ -102,6 +102,9 @@ func (s *Server) writePage(w http.ResponseWriter, status int, name string, d *pa
 }
 
 func (s *Server) errorPage(w http.ResponseWriter, status int, title, message string) {
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", retryAfterUnavailable)
+	}
 	s.writePage(w, status, "error", &pageData{Title: title, Message: message})
 }
 

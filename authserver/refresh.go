@@ -88,13 +88,50 @@ func (s *Server) issueRefresh(r *http.Request, f *family) (string, *oauthError) 
 		s.keyFault(r, "store unavailable")
 		return "", errUnavailable
 	}
+	prev := f.Current
 	f.Current = sha256Hex(token)
 	if err := s.saveFamily(r.Context(), f); err != nil {
+		s.forget(r, keyRefresh+":"+f.Current)
+		f.Current = prev
 		s.keyFault(r, "store unavailable")
 		return "", errUnavailable
 	}
 	return token, nil
 }
+
+// restoreTimeout bounds the writes that undo half an exchange.
+const restoreTimeout = 5 * time.Second
+
+// restoreTaken puts back a code or refresh token that an exchange took
+// and then could not complete because the store failed, so that the
+// client's retry with the same token works: without it, a fault between
+// the take and the last write would lose the client's grant. It runs on a
+// context of its own, so that a client that hung up does not cancel it.
+// If the store still fails, the token is lost, and the event says so.
+func (s *Server) restoreTaken(r *http.Request, key string, value []byte, expires int64) {
+	ttl := time.Unix(0, expires).Sub(s.now())
+	if ttl <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), restoreTimeout)
+	defer cancel()
+	if err := s.store.Create(ctx, key, value, ttl); err != nil && !errors.Is(err, mcpauth.ErrExists) {
+		s.keyFault(r, "store unavailable: a token taken for an exchange that failed is lost")
+	}
+}
+
+// forget deletes a record written for an exchange that then failed (a
+// refresh token never delivered), on a context of its own. A failure is
+// harmless: nobody holds the token, and the record expires.
+func (s *Server) forget(r *http.Request, key string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), restoreTimeout)
+	defer cancel()
+	_ = s.store.Delete(ctx, key)
+}
+
+// failedOnStore reports whether an exchange failed for want of the store
+// or a key (so that what it took is put back), not on a refusal.
+func failedOnStore(e *oauthError) bool { return e == errUnavailable || e == errServer }
 
 func (s *Server) saveFamily(ctx context.Context, f *family) error {
 	now := s.now().Unix()
@@ -227,7 +264,8 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p params, ca *c
 	if e != nil {
 		return e
 	}
-	if _, err := s.store.Take(r.Context(), keyRefresh+":"+h); err != nil {
+	taken, err := s.store.Take(r.Context(), keyRefresh+":"+h)
+	if err != nil {
 		if errors.Is(err, mcpauth.ErrNotFound) {
 			// Another request rotated it a moment ago.
 			return s.refreshReplayed(w, r, p, c, h)
@@ -235,7 +273,13 @@ func (s *Server) refresh(w http.ResponseWriter, r *http.Request, p params, ca *c
 		s.keyFault(r, "store unavailable")
 		return errUnavailable
 	}
-	return s.rotate(w, r, c, f, scopes, []string{h}, rec.Expires)
+	if e := s.rotate(w, r, c, f, scopes, []string{h}, rec.Expires); e != nil {
+		if failedOnStore(e) {
+			s.restoreTaken(r, keyRefresh+":"+h, taken, rec.Expires)
+		}
+		return e
+	}
+	return nil
 }
 
 // checkRefresh loads the family and decides the scopes of the new access
@@ -278,7 +322,7 @@ func (s *Server) checkRefresh(r *http.Request, p params, familyID string) (*fami
 // tokens replaced (the one presented, and in a grace redemption the one
 // whose response was lost) are recorded as used, pointing to the new one.
 func (s *Server) rotate(w http.ResponseWriter, r *http.Request, c *client, f *family, scopes []string, replaced []string, oldExpires int64) *oauthError {
-	at, e := s.mint(r, mcpauth.TokenClaims{Subject: f.Subject, ClientID: c.ID, Audience: []string{f.Resource}, Scopes: scopes, Roles: f.Roles})
+	at, e := s.mint(r, boundClaims(r, c, mcpauth.TokenClaims{Subject: f.Subject, ClientID: c.ID, Audience: []string{f.Resource}, Scopes: scopes, Roles: f.Roles}))
 	if e != nil {
 		return e
 	}
@@ -300,6 +344,8 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request, c *client, f *fa
 	if e != nil {
 		return e
 	}
+	// Past this point a failure forgets the new token: the caller puts
+	// back the one it took, and the client retries with that.
 	now := s.now()
 	ttl := time.Unix(0, oldExpires).Sub(now)
 	if ttl < s.refreshGrace {
@@ -308,9 +354,15 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request, c *client, f *fa
 	if ttl < time.Minute {
 		ttl = time.Minute
 	}
-	for i, h := range replaced {
+	// Marked last to first: in a grace redemption, should the mark of the
+	// successor be written and the presented token's fail, the presented
+	// token still points to the successor, which the caller puts back, and
+	// the client's retry is a grace redemption again rather than reuse.
+	for i := len(replaced) - 1; i >= 0; i-- {
+		h := replaced[i]
 		use, _ := json.Marshal(refreshUse{Family: f.ID, ClientID: c.ID, Successor: f.Current, UsedAt: now.UnixNano(), NoGrace: i > 0})
 		if err := s.store.Set(r.Context(), keyRefreshUsed+":"+h, use, ttl); err != nil {
+			s.forget(r, keyRefresh+":"+f.Current)
 			s.keyFault(r, "store unavailable")
 			return errUnavailable
 		}
@@ -354,7 +406,11 @@ func (s *Server) refreshReplayed(w http.ResponseWriter, r *http.Request, p param
 		if err == nil {
 			var rec refreshRecord
 			_ = json.Unmarshal(succ, &rec)
-			return s.rotate(w, r, c, f, scopes, []string{h, use.Successor}, rec.Expires)
+			e := s.rotate(w, r, c, f, scopes, []string{h, use.Successor}, rec.Expires)
+			if e != nil && failedOnStore(e) {
+				s.restoreTaken(r, keyRefresh+":"+use.Successor, succ, rec.Expires)
+			}
+			return e
 		}
 		if !errors.Is(err, mcpauth.ErrNotFound) {
 			s.keyFault(r, "store unavailable")

@@ -22,7 +22,15 @@ type ownVerifier struct {
 }
 
 func (s *Server) tokenVerifier() (*Verifier, error) {
-	s.own.once.Do(func() { s.own.v, s.own.err = s.Verifier() })
+	s.own.once.Do(func() {
+		v := &Verifier{s: s, ownUse: true}
+		for _, r := range s.resources {
+			v.audiences = append(v.audiences, r.raw)
+		}
+		if _, s.own.err = v.verifier(context.Background()); s.own.err == nil {
+			s.own.v = v
+		}
+	})
 	return s.own.v, s.own.err
 }
 
@@ -151,6 +159,8 @@ type introspection struct {
 	Audience  string   `json:"aud,omitempty"`
 	JTI       string   `json:"jti,omitempty"`
 	Roles     []string `json:"roles,omitempty"`
+	// Cnf is the confirmation of a certificate-bound token (RFC 8705 §3.2).
+	Cnf map[string]any `json:"cnf,omitempty"`
 }
 
 // handleIntrospect is the introspection endpoint (RFC 7662), for
@@ -201,6 +211,7 @@ func (s *Server) introspect(r *http.Request, c *client, token string) (introspec
 			TokenType: "Bearer", Exp: p.Expiry.Unix(), Issuer: p.Issuer, Roles: p.Roles}
 		res.JTI, _ = p.Claims["jti"].(string)
 		res.Audience, _ = p.Claims["aud"].(string)
+		res.Cnf, _ = p.Claims["cnf"].(map[string]any)
 		if iat, ok := p.Claims["iat"].(float64); ok {
 			res.Iat = int64(iat)
 		}

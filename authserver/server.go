@@ -160,6 +160,15 @@ type Options struct {
 	// "vscode" and "claude"; an empty non-nil slice allows none.
 	RedirectSchemes []string
 
+	// MTLSBaseURL is an https origin (scheme and host, no path) that
+	// serves this server's token, revocation and introspection endpoints
+	// on a listener that asks for client certificates, published as
+	// mtls_endpoint_aliases (RFC 8705 §5) under the issuer's paths. Empty
+	// (the default) publishes none: clients that authenticate with a
+	// certificate then use the ordinary endpoints, which must be served
+	// with client certificates requested.
+	MTLSBaseURL string
+
 	// Registration configures dynamic client registration.
 	Registration RegistrationOptions
 	// ClientMetadata configures client ID metadata documents.
@@ -256,6 +265,8 @@ type Server struct {
 	codeTTL       time.Duration
 	rememberFor   time.Duration
 	emitIss       bool
+	mtlsBase      string // Options.MTLSBaseURL, as an origin
+	tlsClients    bool   // a client authenticates with a certificate
 	schemes       []string
 	registration  RegistrationOptions
 	cimd          *metadataFetcher
@@ -296,6 +307,9 @@ func New(opts *Options) (*Server, error) {
 		return nil, err
 	}
 	s.issuer, s.issuerPath, s.realm = opts.Issuer, issuerURL.Path, issuerURL.Host
+	if s.mtlsBase, err = checkMTLSBase(opts.MTLSBaseURL); err != nil {
+		return nil, err
+	}
 	s.secure = issuerURL.Scheme == "https"
 	for _, d := range []time.Duration{opts.AccessTokenTTL, opts.RefreshTokenTTL, opts.RefreshGracePeriod, opts.CodeTTL, opts.RememberConsent, opts.KeyRotation, opts.Registration.ClientTTL, opts.ClientMetadata.Timeout, opts.ClientMetadata.DefaultMaxAge} {
 		if d < 0 {
@@ -416,6 +430,7 @@ func New(opts *Options) (*Server, error) {
 			return nil, fmt.Errorf("mcpauth: authserver: client %q configured twice", c.ID)
 		}
 		s.clients[c.ID] = c
+		s.tlsClients = s.tlsClients || c.usesTLS()
 	}
 
 	s.limits = limiter.New(10000, s.now)
@@ -590,7 +605,20 @@ func (s *Server) buildMetadata() ([]byte, error) {
 	if !s.registration.Disabled {
 		m.RegistrationEndpoint = s.endpoint(pathRegister)
 	}
-	b, err := json.Marshal(m)
+	// RFC 8705 §3.3 and §5: certificate-bound tokens, for the clients that
+	// authenticate with a certificate, and where they do.
+	meta := struct {
+		oauthex.AuthServerMeta
+		BoundTokens bool              `json:"tls_client_certificate_bound_access_tokens,omitempty"`
+		Aliases     map[string]string `json:"mtls_endpoint_aliases,omitempty"`
+	}{AuthServerMeta: m, Aliases: s.mtlsAliases()}
+	if s.tlsClients || s.mtlsBase != "" {
+		meta.BoundTokens = true
+		for _, list := range []*[]string{&meta.TokenEndpointAuthMethodsSupported, &meta.RevocationEndpointAuthMethodsSupported, &meta.IntrospectionEndpointAuthMethodsSupported} {
+			*list = append(*list, authTLS, authSelfSigned)
+		}
+	}
+	b, err := json.Marshal(meta)
 	if err != nil {
 		return nil, fmt.Errorf("mcpauth: authserver: metadata: %w", err)
 	}

@@ -80,7 +80,7 @@ func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, p par
 	if e != nil {
 		return e
 	}
-	at, e := s.mint(r, mcpauth.TokenClaims{Subject: c.ID, ClientID: c.ID, Audience: []string{res.raw}, Scopes: scopes, Roles: c.Roles})
+	at, e := s.mint(r, boundClaims(r, c, mcpauth.TokenClaims{Subject: c.ID, ClientID: c.ID, Audience: []string{res.raw}, Scopes: scopes, Roles: c.Roles}))
 	if e != nil {
 		return e
 	}

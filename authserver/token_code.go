@@ -81,14 +81,28 @@ func (s *Server) authorizationCode(w http.ResponseWriter, r *http.Request, p par
 		}
 	}
 
-	if _, err := s.store.Take(r.Context(), key); err != nil {
+	taken, err := s.store.Take(r.Context(), key)
+	if err != nil {
 		if errors.Is(err, mcpauth.ErrNotFound) {
 			return errInvalidGrant("The authorization code is invalid.") // another request took it
 		}
 		s.keyFault(r, "store unavailable")
 		return errUnavailable
 	}
-	at, e := s.mint(r, mcpauth.TokenClaims{Subject: rec.Subject, ClientID: c.ID, Audience: []string{rec.Resource}, Scopes: rec.Scopes, Roles: rec.Roles})
+	// A store fault from here on puts the code back, so that the client's
+	// retry works instead of sending the user through the login again.
+	if e := s.redeem(w, r, c, code, &rec); e != nil {
+		if failedOnStore(e) {
+			s.restoreTaken(r, key, taken, rec.Expires)
+		}
+		return e
+	}
+	return nil
+}
+
+// redeem issues the tokens of a code that was taken.
+func (s *Server) redeem(w http.ResponseWriter, r *http.Request, c *client, code string, rec *codeRecord) *oauthError {
+	at, e := s.mint(r, boundClaims(r, c, mcpauth.TokenClaims{Subject: rec.Subject, ClientID: c.ID, Audience: []string{rec.Resource}, Scopes: rec.Scopes, Roles: rec.Roles}))
 	if e != nil {
 		return e
 	}

@@ -29,8 +29,12 @@ import (
 type Verifier struct {
 	s         *Server
 	audiences []string
-	mu        sync.Mutex
-	cur       atomic.Pointer[verifierState]
+	// ownUse accepts certificate-bound tokens without their certificate:
+	// for this server's introspection and revocation, whose caller is not
+	// the token's holder. Never for a Verifier handed out.
+	ownUse bool
+	mu     sync.Mutex
+	cur    atomic.Pointer[verifierState]
 }
 
 type verifierState struct {
@@ -103,7 +107,7 @@ func (v *Verifier) verifier(ctx context.Context) (*mcpauth.JWTVerifier, error) {
 	if st := v.cur.Load(); st != nil && st.ring == ring {
 		return st.v, nil
 	}
-	jv, err := v.s.newJWTVerifier(ring, v.audiences)
+	jv, err := v.s.newJWTVerifier(ring, v.audiences, v.ownUse)
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +117,7 @@ func (v *Verifier) verifier(ctx context.Context) (*mcpauth.JWTVerifier, error) {
 	return jv, nil
 }
 
-func (s *Server) newJWTVerifier(ring *ringState, audiences []string) (*mcpauth.JWTVerifier, error) {
+func (s *Server) newJWTVerifier(ring *ringState, audiences []string, acceptBound bool) (*mcpauth.JWTVerifier, error) {
 	keys := make([]crypto.PublicKey, 0, len(ring.published))
 	for _, iss := range ring.published {
 		keys = append(keys, iss.PublicKey())
@@ -126,6 +130,7 @@ func (s *Server) newJWTVerifier(ring *ringState, audiences []string) (*mcpauth.J
 			PublicKeys:             keys,
 			Algorithms:             []string{s.keys.alg},
 			RequireAccessTokenType: true,
+			AcceptBoundTokens:      acceptBound,
 		}},
 		Store: s.store,
 		Clock: s.now,

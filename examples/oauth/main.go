@@ -1,7 +1,7 @@
 // Command oauth serves an MCP server protected by OAuth 2.1, with mcpauth's
 // built-in authorization server in the same process.
 //
-//	go run ./examples/oauth [-addr 127.0.0.1:8080] [-issuer https://mcp.example.com] [-tls-cert cert.pem -tls-key key.pem]
+//	go run ./examples/oauth [-addr 127.0.0.1:8080] [-issuer https://mcp.example.com] [-data mcpauth.db | -redis redis://127.0.0.1:6379/0] [-tls-cert cert.pem -tls-key key.pem]
 //
 // The authorization server's issuer is -issuer, the public base URL (by
 // default http://127.0.0.1:<port> of -addr), and the MCP endpoint is
@@ -16,11 +16,27 @@
 // start-up. With none, it adds the user demo (role viewer) with a random
 // password that it prints once.
 //
-// All state (registered clients, codes, refresh tokens, signing keys) is in
-// memory for now: a restart forgets it, and every client must log in again.
-// A persistent (bbolt) store comes later.
+// Its state (registered clients, codes, refresh-token families, consents,
+// revocations, login transactions and the sealed signing keys) is kept in
+// the bbolt file -data (mcpauth.db in the working directory by default):
+// a restart, even a kill -9, keeps every client logged in. With -redis URL
+// it is kept in Redis instead, so that several replicas (the same -issuer,
+// each its own -addr) share it behind a load balancer.
 //
-// It stands alone: copy main.go and serve.go into a module of your own.
+// The secret that seals the signing keys and signs the browser cookies comes
+// from MCPAUTH_SECRET (32 or more random bytes, base64), which -redis
+// requires, the same on every replica. Without it, on bbolt, the server
+// creates one in <data>.secret (mode 0600) on its first start: kept apart
+// from the database, so that a copy of the database alone opens nothing.
+//
+// What stays in memory: the limit on registrations per address (each
+// replica counts its own), the cache of client metadata documents, and
+// the users of MCPAUTH_USERS, which every replica must be given alike (with
+// -redis the demo user is refused: each replica would make its own
+// password).
+//
+// It stands alone: copy main.go, serve.go and state.go into a module of
+// your own.
 package main
 
 import (
@@ -38,6 +54,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/mcpauth/mcpauth"
 	"github.com/mcpauth/mcpauth/authserver"
@@ -49,6 +66,9 @@ const envUsers = "MCPAUTH_USERS"
 
 // scope is the one scope the server knows and grants.
 const scope = "mcp:tools"
+
+// rememberConsent is how long a user's approval of a client is kept.
+const rememberConsent = 30 * 24 * time.Hour
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -65,11 +85,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.SetOutput(stderr)
 	var sf serverFlags
 	sf.register(fs)
+	var stf stateFlags
+	stf.register(fs)
 	issuer := fs.String("issuer", "", "the public base `URL` of the server (the authorization server's issuer; MCP is at <issuer>/mcp); default http://127.0.0.1:<port> of -addr")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
+		return err
+	}
+	if err := stf.parsed(fs); err != nil {
 		return err
 	}
 	logger := log.New(stderr, "", log.LstdFlags)
@@ -78,6 +103,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	if stf.redis != "" && len(users) == 0 {
+		return fmt.Errorf("mcpauth: -redis needs %s, the same on every replica (a demo user's password would differ on each)", envUsers)
+	}
+	st, err := openState(ctx, &stf, getenv)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
 	l, err := sf.listen(logger)
 	if err != nil {
 		return err
@@ -89,6 +122,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	h, err := newHandler(config{
 		issuer: *issuer,
 		users:  users,
+		store:  st.store,
+		secret: st.secret,
 		logger: slog.New(slog.NewTextHandler(stderr, nil)),
 	})
 	if err != nil {
@@ -99,7 +134,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stdout, "No %s set: added the user demo (role viewer) with a password for this run. It is shown once.\n\n  user: demo\n  password: %s\n\n", envUsers, h.demoPassword)
 		fmt.Fprintf(stdout, "To keep it across restarts: export %s='demo:%s:viewer'\n\n", envUsers, h.demoPassword)
 	}
+	if st.newSecret != "" {
+		fmt.Fprintf(stdout, "Created the secret that seals the signing keys in %s: keep it with %s (without it, tokens and logins do not survive a restart).\n\n", st.newSecret, st.where)
+	}
 	printClients(stdout, "oauth-demo", h.mcpURL)
+	logger.Printf("state in %s", st.where)
+	logger.Printf("listening on %s", l.Addr())
 	logger.Printf("MCP server on %s", h.mcpURL)
 	return serve(ctx, l, h, logger)
 }
@@ -176,7 +216,11 @@ type config struct {
 	// iterations is the PBKDF2 iteration count of the password hashes;
 	// zero means authserver.DefaultPasswordIterations. Tests lower it.
 	iterations int
-	logger     *slog.Logger
+	// store keeps the state and secret seals the signing keys in it; nil
+	// means in memory with a random secret (tests).
+	store  mcpauth.Store
+	secret []byte
+	logger *slog.Logger
 }
 
 // handler serves the authorization server, the protected resource metadata
@@ -220,8 +264,12 @@ func newHandler(cfg config) (*handler, error) {
 		Scopes:    []string{scope},
 		Users:     users,
 		Logger:    cfg.logger,
-		// Store nil: in memory. Secret nil: a random one per process.
-		// Registration: open, rate limited (the defaults).
+		Store:     cfg.store,
+		Secret:    cfg.secret,
+		// A user who approved a client is not asked again for 30 days
+		// (the login still is); the approval is kept in the store.
+		RememberConsent: rememberConsent,
+		// Registration: open, rate limited per replica (the defaults).
 	})
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -12,6 +13,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"strings"
@@ -231,7 +233,8 @@ func TestOAuthFlow(t *testing.T) {
 // configurations, and the demo user can log in.
 func TestRunDemoUser(t *testing.T) {
 	slog.SetDefault(slog.New(slog.DiscardHandler))
-	s := startRun(t, []string{"-addr", "127.0.0.1:0"}, nil)
+	data := filepath.Join(t.TempDir(), "state.db")
+	s := startRun(t, []string{"-addr", "127.0.0.1:0", "-data", data}, nil)
 	if !strings.HasPrefix(s.url, "http://127.0.0.1:") || strings.HasSuffix(s.url, ":0/mcp") || !strings.HasSuffix(s.url, "/mcp") {
 		t.Fatalf("serves at %s", s.url)
 	}
@@ -257,7 +260,7 @@ func TestRunDemoUser(t *testing.T) {
 	checkTools(t, cs, map[string]any{"subject": "demo", "method": "oauth", "roles": []any{"viewer"}, "scopes": []any{scope}})
 
 	// With users configured, nothing about a demo user is printed.
-	c := startRun(t, []string{"-addr", "127.0.0.1:0"}, map[string]string{envUsers: "carol:carol-pass"})
+	c := startRun(t, []string{"-addr", "127.0.0.1:0", "-data", filepath.Join(t.TempDir(), "state.db")}, map[string]string{envUsers: "carol:carol-pass"})
 	if out := c.stdout.String(); strings.Contains(out, "password") || strings.Contains(out, "demo") && !strings.Contains(out, "oauth-demo") {
 		t.Errorf("printed with users configured:\n%s", out)
 	}
@@ -359,25 +362,39 @@ func TestParseUsers(t *testing.T) {
 	}
 }
 
-// TestConfigErrors: bad users and issuers stop it before it serves, print
+// TestConfigErrors: bad users, issuers and state flags stop it before it serves, print
 // nothing, and an error never shows a password.
 func TestConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "state.db")
+	goodSecret := base64.StdEncoding.EncodeToString(make([]byte, 32))
 	for _, tt := range []struct {
-		args  []string
-		users string
+		args          []string
+		users, secret string
 	}{
-		{[]string{"-addr", "127.0.0.1:0"}, "alice"},
-		{[]string{"-addr", "127.0.0.1:0"}, "alice:" + secretPW + ":bad role"},
-		{[]string{"-addr", "127.0.0.1:0", "-issuer", "http://mcp.example.com"}, ""}, // http beyond loopback
-		{[]string{"-addr", "127.0.0.1:0", "-issuer", "https://mcp.example.com/"}, ""},
-		{[]string{"-addr", "127.0.0.1:0", "-issuer", "https://mcp.example.com?x=1"}, ""},
-		{[]string{"-addr", "127.0.0.1:0", "-issuer", "mcp.example.com"}, ""},
-		{[]string{"-no-such-flag"}, ""},
+		{[]string{"-addr", "127.0.0.1:0", "-data", data}, "alice", ""},
+		{[]string{"-addr", "127.0.0.1:0", "-data", data}, "alice:" + secretPW + ":bad role", ""},
+		{[]string{"-addr", "127.0.0.1:0", "-data", data, "-issuer", "http://mcp.example.com"}, "", ""}, // http beyond loopback
+		{[]string{"-addr", "127.0.0.1:0", "-data", data, "-issuer", "https://mcp.example.com/"}, "", ""},
+		{[]string{"-addr", "127.0.0.1:0", "-data", data, "-issuer", "https://mcp.example.com?x=1"}, "", ""},
+		{[]string{"-addr", "127.0.0.1:0", "-data", data, "-issuer", "mcp.example.com"}, "", ""},
+		{[]string{"-no-such-flag"}, "", ""},
+		// State: both stores; Redis without the shared secret or users;
+		// a secret too short or not base64; an empty -data.
+		{[]string{"-addr", "127.0.0.1:0", "-data", data, "-redis", "redis://127.0.0.1:1/0"}, "alice:" + secretPW, goodSecret},
+		{[]string{"-addr", "127.0.0.1:0", "-redis", "redis://127.0.0.1:1/0"}, "alice:" + secretPW, ""},
+		{[]string{"-addr", "127.0.0.1:0", "-redis", "redis://127.0.0.1:1/0"}, "", goodSecret},
+		{[]string{"-addr", "127.0.0.1:0", "-redis", "redis://:" + secretPW + "@127.0.0.1:1/0"}, "alice:" + secretPW, goodSecret}, // nothing listens
+		{[]string{"-addr", "127.0.0.1:0", "-redis", "http://" + secretPW}, "alice:" + secretPW, goodSecret},
+		{[]string{"-addr", "127.0.0.1:0", "-data", data}, "", base64.StdEncoding.EncodeToString(make([]byte, 31))},
+		{[]string{"-addr", "127.0.0.1:0", "-data", data}, "", "not base64 " + secretPW},
+		{[]string{"-addr", "127.0.0.1:0", "-data", ""}, "", ""},
 	} {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		var stdout, stderr syncBuffer
-		err := run(ctx, tt.args, func(k string) string { return map[string]string{envUsers: tt.users}[k] }, &stdout, &stderr)
+		env := map[string]string{envUsers: tt.users, envSecret: tt.secret}
+		err := run(ctx, tt.args, func(k string) string { return env[k] }, &stdout, &stderr)
 		if err == nil {
 			t.Errorf("run(%q, %q) served", tt.args, tt.users)
 		} else if strings.Contains(err.Error(), secretPW) || strings.Contains(stderr.String(), secretPW) {

@@ -165,7 +165,7 @@ func newHandler(env string, policy *mcpauth.Policy, ro *mcpauth.RequireOptions) 
 	if err := guard.Validate(context.Background(), server); err != nil {
 		return nil, nil, err
 	}
-	server.AddReceivingMiddleware(guard.Middleware())
+	guard.Install(server)
 
 	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
 	mux := http.NewServeMux()

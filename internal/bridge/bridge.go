@@ -35,10 +35,11 @@ var SDKKey = ProbeKey(auth.TokenInfoFromContext)
 // tests turn it off to run the fallback.
 var Direct = SDKKey != nil
 
-// A Handler serves a request whose caller was authenticated: value is the
-// caller as its package keeps it, put on the context under that package's
-// key; info is the caller as go-sdk sees it.
-type Handler func(w http.ResponseWriter, r *http.Request, value any, info *auth.TokenInfo)
+// A Handler serves a request whose caller was authenticated: ctx replaces
+// the request's context (it derives from it, and may be cancelled before
+// it); value is the caller as its package keeps it, put on the context
+// under that package's key; info is the caller as go-sdk sees it.
+type Handler func(w http.ResponseWriter, r *http.Request, ctx context.Context, value any, info *auth.TokenInfo)
 
 // New returns next behind the bridge. key is the context key under which
 // next reads value back; it should be of an unexported type of the caller's
@@ -46,8 +47,8 @@ type Handler func(w http.ResponseWriter, r *http.Request, value any, info *auth.
 func New(next http.Handler, key any) Handler {
 	if Direct {
 		sdkKey := SDKKey
-		return func(w http.ResponseWriter, r *http.Request, value any, info *auth.TokenInfo) {
-			next.ServeHTTP(w, r.WithContext(&Context{Context: r.Context(), Key: key, Caller: value, Info: info, SDKKey: sdkKey}))
+		return func(w http.ResponseWriter, r *http.Request, ctx context.Context, value any, info *auth.TokenInfo) {
+			next.ServeHTTP(w, r.WithContext(&Context{Context: ctx, Key: key, Caller: value, Info: info, SDKKey: sdkKey}))
 		}
 	}
 	sdk := auth.RequireBearerToken(verifier, &auth.RequireBearerTokenOptions{
@@ -56,8 +57,8 @@ func New(next http.Handler, key any) Handler {
 		AllowMissingExpiration: true,
 		ClockSkew:              time.Duration(1<<63 - 1),
 	})(restoreHeader(next))
-	return func(w http.ResponseWriter, r *http.Request, value any, info *auth.TokenInfo) {
-		ctx := context.WithValue(context.WithValue(r.Context(), key, value), infoKey{}, info)
+	return func(w http.ResponseWriter, r *http.Request, ctx context.Context, value any, info *auth.TokenInfo) {
+		ctx = context.WithValue(context.WithValue(ctx, key, value), infoKey{}, info)
 		// RequireBearerToken reads only "Authorization: Bearer <token>". A
 		// request that authenticated another way (X-API-Key, mTLS, a bearer
 		// header with unusual spacing) is shown to it with a placeholder
