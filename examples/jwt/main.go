@@ -126,7 +126,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	ro, withMetrics, err := observe(*c.metrics)
+	ro, withMetrics, err := observe(*c.metrics, nil)
 	if err != nil {
 		return err
 	}

@@ -49,7 +49,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger := log.New(stderr, "", log.LstdFlags)
 
-	ro, withMetrics, err := observe(*metrics)
+	ro, withMetrics, err := observe(*metrics, nil)
 	if err != nil {
 		return err
 	}

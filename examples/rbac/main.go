@@ -69,7 +69,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 	}
-	ro, withMetrics, err := observe(*metrics)
+	ro, withMetrics, err := observe(*metrics, nil)
 	if err != nil {
 		return err
 	}

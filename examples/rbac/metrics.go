@@ -22,14 +22,18 @@ func registerMetrics(fs *flag.FlagSet) *bool {
 
 // observe returns the options for mcpauth.Require and a wrapper for the
 // server's handler. Without -metrics they change nothing: events go to the
-// default log sink. With it, every event is also counted, and the wrapper
-// serves the counts at /metrics.
-func observe(metrics bool) (*mcpauth.RequireOptions, func(http.Handler) http.Handler, error) {
+// default log sink. With it, every event is also counted and then handed
+// to next (nil: mcpauth.LogEvents on slog.Default), and the wrapper serves
+// the counts at /metrics.
+func observe(metrics bool, next mcpauth.EventSink) (*mcpauth.RequireOptions, func(http.Handler) http.Handler, error) {
 	if !metrics {
 		return nil, func(h http.Handler) http.Handler { return h }, nil
 	}
+	if next == nil {
+		next = mcpauth.LogEvents(nil)
+	}
 	reg := prometheus.NewRegistry()
-	sink, err := mcpprom.New(&mcpprom.Options{Registerer: reg, Next: mcpauth.LogEvents(nil)})
+	sink, err := mcpprom.New(&mcpprom.Options{Registerer: reg, Next: next})
 	if err != nil {
 		return nil, nil, err
 	}
