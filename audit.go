@@ -209,6 +209,9 @@ func (e *Event) message() string {
 		if e.Reason == reasonRevocationsDown {
 			return "mcpauth: revocation store unavailable"
 		}
+		if e.Reason == reasonLockoutStoreDown {
+			return "mcpauth: lockout store unavailable"
+		}
 		return "mcpauth: JWKS fetch failed"
 	case EventConfiguration:
 		return "mcpauth: configuration"

@@ -14,21 +14,34 @@ import (
 // storeKeyPrefix starts every key a Lockout writes to its Store.
 const storeKeyPrefix = "lockout:"
 
+// syncLoop syncs every SyncInterval until Close. A store that fails is
+// reported once (an EventKeySource failure) until a sync succeeds again;
+// meanwhile the replica counts and locks out on its own.
 func (l *Lockout) syncLoop() {
 	t := time.NewTicker(l.opts.SyncInterval)
 	defer t.Stop()
+	failing := false
 	for {
 		select {
 		case <-l.stop:
 			return
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), l.opts.SyncInterval)
-			_ = l.sync(ctx)
+			err := l.sync(ctx)
 			cancel()
+			if err != nil && !failing {
+				emit(context.Background(), l.events, Event{Kind: EventKeySource, Outcome: OutcomeFailure, Reason: reasonLockoutStoreDown, Detail: "lockout counts not shared"})
+			}
+			failing = err != nil
 		}
 	}
 }
 
+// reasonLockoutStoreDown is the Reason of a lockout's store fault.
+const reasonLockoutStoreDown = "lockout_store_unavailable"
+
+// hashKey names an entry in the store: its key's SHA-256, cut to 128
+// bits, so that store keys stay short whatever the caller chose.
 func hashKey(key string) string {
 	sum := sha256.Sum256([]byte(key))
 	return hex.EncodeToString(sum[:16])

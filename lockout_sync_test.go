@@ -135,3 +135,25 @@ func TestLockoutStoreDown(t *testing.T) {
 		t.Fatal("not locked out while the store is down")
 	}
 }
+
+// TestLockoutStoreDownReported: the sharing goroutine reports a failing
+// store once, not at every interval.
+func TestLockoutStoreDownReported(t *testing.T) {
+	events := &eventLog{}
+	l, err := newLockout(&LockoutOptions{Store: downStore{}, SyncInterval: time.Millisecond, Events: events}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for events.count(EventKeySource, OutcomeFailure) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a failing store was never reported")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // some more failing syncs
+	_ = l.Close()
+	if n := events.count(EventKeySource, OutcomeFailure); n != 1 {
+		t.Fatalf("%d store events, want 1", n)
+	}
+}
