@@ -2,11 +2,14 @@ package mcpauth
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/mcpauth/mcpauth/internal/audittap"
 )
 
 // An EventKind says what kind of decision an [Event] reports.
@@ -24,12 +27,24 @@ const (
 	// URL, a revocation store): Outcome failure. Requests that needed it were
 	// refused with 503.
 	EventKeySource EventKind = "key_source"
-	// EventConfiguration is a warning about the configuration, for example a
-	// tool that no rule of the policy covers.
+	// EventConfiguration is a warning about the configuration (Outcome
+	// failure), for example a tool that no rule of the policy covers, or a
+	// URL that is plain http to a host that is not loopback (Reason
+	// "plain_http"); or a configuration that took effect (Outcome success,
+	// Detail "loaded: …", as the authorization server reports at start).
 	EventConfiguration EventKind = "configuration"
 	// EventKeyManagement is an API key created or deleted in a store
 	// through [APIKeys]: Outcome success, Detail "created" or "deleted".
 	EventKeyManagement EventKind = "key_management"
+	// EventLockout is a [Lockout] of a source address (RemoteAddr) or a
+	// credential (Subject) that started (Outcome denied, Detail "started:"
+	// and its length) or ended (Outcome success, Detail "ended"). Each is
+	// reported once; the attempts refused meanwhile are authentication
+	// failures with Reason "locked_out" and Repeat set.
+	EventLockout EventKind = "lockout"
+	// EventRateLimit is a request refused for exceeding a principal's or an
+	// address's rate limit ([RequireOptions].RateLimit): Outcome denied.
+	EventRateLimit EventKind = "rate_limit"
 )
 
 // An Outcome is how a decision went.
@@ -58,10 +73,15 @@ type Event struct {
 	// success.
 	Reason string
 	// Repeat marks a success for a credential that was already reported
-	// within RequireOptions.SuccessEventInterval. The log sink writes
-	// repeats at Debug, so that every decision stays observable without
-	// burying the ones that matter.
+	// within RequireOptions.SuccessEventInterval, or a failure that repeats
+	// one reported already (an attempt refused during a lockout). The log
+	// sink writes repeats at Debug, so that every decision stays
+	// observable without burying the ones that matter.
 	Repeat bool
+	// Latency is how long the decision took, when it was timed (the
+	// authenticators' work for EventAuthentication). Metrics sinks observe
+	// it; zero means not timed.
+	Latency time.Duration
 
 	// Method, Issuer, Subject, KeyID and ClientID describe the caller, when
 	// known; for EventKeySource, Issuer names whose keys failed.
@@ -153,6 +173,9 @@ func (s logSink) Record(ctx context.Context, e Event) {
 	str("detail", e.Detail)
 	str("remote", e.RemoteAddr)
 	str("request_id", e.RequestID)
+	if e.Latency > 0 {
+		attrs = append(attrs, slog.Duration("latency", e.Latency))
+	}
 	r := slog.NewRecord(e.Time, level, e.message(), 0)
 	r.AddAttrs(attrs...)
 	_ = l.Handler().Handle(ctx, r)
@@ -162,9 +185,13 @@ func (e *Event) level() slog.Level {
 	switch {
 	case e.Kind == EventKeySource:
 		return slog.LevelError
+	case e.Repeat:
+		return slog.LevelDebug
+	case e.Kind == EventConfiguration && e.Outcome == OutcomeSuccess:
+		return slog.LevelInfo // a configuration that took effect
 	case e.Outcome != OutcomeSuccess || e.Kind == EventConfiguration:
 		return slog.LevelWarn
-	case e.Repeat || e.Kind == EventAuthorization:
+	case e.Kind == EventAuthorization:
 		return slog.LevelDebug
 	}
 	return slog.LevelInfo
@@ -189,6 +216,9 @@ func (e *Event) message() string {
 		case reasonAPIKeysDown:
 			return "mcpauth: API key store unavailable"
 		}
+		if e.Reason == reasonLockoutStoreDown {
+			return "mcpauth: lockout store unavailable"
+		}
 		return "mcpauth: JWKS fetch failed"
 	case EventConfiguration:
 		return "mcpauth: configuration"
@@ -197,6 +227,13 @@ func (e *Event) message() string {
 			return "mcpauth: API key deleted"
 		}
 		return "mcpauth: API key created"
+	case EventLockout:
+		if e.Outcome == OutcomeSuccess {
+			return "mcpauth: lockout ended"
+		}
+		return "mcpauth: lockout started"
+	case EventRateLimit:
+		return "mcpauth: rate limited"
 	}
 	return "mcpauth: " + string(e.Kind)
 }
@@ -213,6 +250,11 @@ func sinkFor(events EventSink, l *slog.Logger) EventSink {
 // emit bounds the event's caller-chosen values and hands it to sink (the
 // log sink on slog.Default() when sink is nil).
 func emit(ctx context.Context, sink EventSink, e Event) {
+	if audittap.On() {
+		t := e.Bounded()
+		t.Time, t.Latency = time.Time{}, 0
+		audittap.Event(fmt.Sprintf("%+v", t))
+	}
 	if sink == nil {
 		sink = logSink{}
 	}

@@ -138,6 +138,7 @@ func newTrustedIssuer(ctx context.Context, ti *TrustedIssuer, opts *JWTVerifierO
 		if err := checkJWKSURL(u, ti.AllowHTTPJWKS); err != nil {
 			return nil, err
 		}
+		warnPlainHTTP(events, "JWKSURL", ti.JWKSURL)
 		// A JWKS is public, so it never holds HMAC keys worth trusting.
 		possible = asymAlgs
 	} else if len(iss.keys) == 0 {

@@ -61,6 +61,28 @@ type RequireOptions struct {
 	// two seconds; a revocation elsewhere then ends a stream within twice
 	// the interval.
 	RevocationCheckInterval time.Duration
+
+	// Lockout refuses, with 429 and Retry-After, the source addresses and
+	// credentials that failed to authenticate too often (see [Lockout]).
+	// Nil (the default) means a Lockout of this middleware alone with the
+	// default thresholds of [LockoutOptions], reporting to Events; one
+	// made with negative SourceFailures and CredentialFailures turns
+	// lockout off.
+	Lockout *Lockout
+
+	// RateLimit is each principal's rate limit, SourceRateLimit each
+	// source address's for requests without valid credentials (as the
+	// Lockout finds addresses). A request over its limit is refused with
+	// 429, Retry-After and the RateLimit-Policy and RateLimit headers of
+	// draft-ietf-httpapi-ratelimit-headers-09, which every response under
+	// a limit carries. The zero Limit (the default) means none. A Limit
+	// with a Rate that is not positive refuses every request with 503.
+	RateLimit       Limit
+	SourceRateLimit Limit
+	// RateLimiter counts the rate limits; nil (the default) means in
+	// process memory, bounded to 65,536 keys. Replicas share one budget
+	// through the Redis store of store/redis.
+	RateLimiter RateLimiter
 }
 
 // Require returns middleware that authenticates every request before it
@@ -83,8 +105,10 @@ type RequireOptions struct {
 // challenge (RFC 6750 §3), with error="invalid_token" when credentials were
 // presented; with 403 for [ErrForbidden], and error="insufficient_scope" for
 // a [ScopeError]; with 429 for [ErrRateLimited] (Retry-After for a
-// [RateLimitError]); with 503 and Retry-After when a credential source is
-// down ([ErrUnavailable]).
+// [RateLimitError]), for an address or credential locked out after repeated
+// failures (RequireOptions.Lockout: on by default) and for a rate limit;
+// with 503 and Retry-After when a credential source is down
+// ([ErrUnavailable]).
 // The response body is a small JSON object with an RFC 6749 error code and a
 // fixed description: never the authenticator's error text, never a credential.
 //
@@ -114,6 +138,7 @@ func Require(opts *RequireOptions, authenticators ...Authenticator) func(http.Ha
 		}
 	}
 	m.open = newOpenRequests(m.opts.RevocationCheckInterval, m.events)
+	m.abuse = newAbuse(&m.opts, m.events)
 	return func(next http.Handler) http.Handler {
 		toNext := bridge.New(next)
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -130,25 +155,36 @@ type middleware struct {
 	open           *openRequests
 	// conn is the client-certificate authenticator that says what
 	// certificate a request comes with (see MTLS proxy mode), if any.
-	conn connectionChecker
+	conn  connectionChecker
+	abuse abuse
 }
 
 func (m *middleware) serve(w http.ResponseWriter, r *http.Request, toNext bridge.Handler) {
 	gen := revocationGeneration() // before the credential is judged: see openRequests.open
+	source, err := m.abuse.before(r)
+	if err != nil {
+		m.fail(w, r, err, 0)
+		return
+	}
+	start := time.Now()
 	if m.conn != nil {
 		r2, err := m.conn.connection(r)
 		if err != nil {
-			m.fail(w, r, err)
+			m.fail(w, r, m.abuse.failed(w, r, source, err, start), time.Since(start))
 			return
 		}
 		r = r2
 	}
 	p, err := m.authenticate(r)
 	if err != nil {
-		m.fail(w, r, err)
+		m.fail(w, r, m.abuse.failed(w, r, source, err, start), time.Since(start))
 		return
 	}
-	m.auditSuccess(r, p)
+	if err := m.abuse.after(w, r, source, p, start); err != nil {
+		m.fail(w, r, err, 0)
+		return
+	}
+	m.auditSuccess(r, p, start)
 	// The request ends when the credential does (stream.go): a stream
 	// must not outlive the key or token that opened it.
 	open := m.open.open(w, r.Context(), p, r.RemoteAddr, requestID(r), gen)
@@ -201,8 +237,8 @@ func (m *middleware) authenticate(r *http.Request) (*Principal, error) {
 }
 
 // fail writes the response for a refused request and its audit event.
-func (m *middleware) fail(w http.ResponseWriter, r *http.Request, err error) {
-	m.auditFailure(r, err, classOf(err))
+func (m *middleware) fail(w http.ResponseWriter, r *http.Request, err error, latency time.Duration) {
+	m.auditFailure(r, err, classOf(err), latency)
 	writeChallengeFor(w, err, &m.opts)
 }
 
@@ -325,7 +361,7 @@ func newResponse(c *errorClass, resourceMetadata string, insufficientScope bool,
 	return r
 }
 
-func (m *middleware) auditSuccess(r *http.Request, p *Principal) {
+func (m *middleware) auditSuccess(r *http.Request, p *Principal, start time.Time) {
 	if ls, ok := m.events.(logSink); ok && !ls.enabled(r.Context(), slog.LevelInfo) && !ls.enabled(r.Context(), slog.LevelDebug) {
 		return // a logger that writes no success: spare the clock and the event
 	}
@@ -340,19 +376,21 @@ func (m *middleware) auditSuccess(r *http.Request, p *Principal) {
 		RequestID:  requestID(r),
 		Time:       time.Now(),
 	}
+	e.Latency = e.Time.Sub(start)
 	if m.successes != nil {
 		e.Repeat = m.successes.seen(p, e.Time)
 	}
 	emit(r.Context(), m.events, e)
 }
 
-func (m *middleware) auditFailure(r *http.Request, err error, c *errorClass) {
+func (m *middleware) auditFailure(r *http.Request, err error, c *errorClass, latency time.Duration) {
 	e := Event{
 		Kind:       EventAuthentication,
 		Outcome:    OutcomeFailure,
 		Reason:     c.reason,
 		RemoteAddr: r.RemoteAddr,
 		RequestID:  requestID(r),
+		Latency:    latency,
 	}
 	var f *refusal
 	if errors.As(err, &f) {
@@ -360,6 +398,7 @@ func (m *middleware) auditFailure(r *http.Request, err error, c *errorClass) {
 		if f.reason != "" {
 			e.Reason = f.reason
 		}
+		abuseEvent(&e, f)
 	}
 	emit(r.Context(), m.events, e)
 }

@@ -41,6 +41,14 @@ type GuardOptions struct {
 	// is an error: one caller could then push out its own spent buckets.
 	MaxRateLimiters int
 
+	// RateLimiter counts the rules' rate limits instead of the guard's own
+	// memory, for example the Redis store of store/redis, so that replicas
+	// share each caller's budget (their policies must then list the
+	// rate-limited rules in the same order). A limiter that cannot answer
+	// refuses the call. Nil (the default) counts in memory, bounded by
+	// MaxRateLimiters.
+	RateLimiter RateLimiter
+
 	// AllowMethods names the custom methods (added with
 	// mcp.AddReceivingCustomMethod) that every authenticated caller may
 	// use. The guard cannot tell what a custom method reaches, and go-sdk
@@ -74,6 +82,7 @@ type Guard struct {
 	events   EventSink
 	peek     int64
 	limiters *limiter.Map // nil when no rule has a rate limit
+	shared   RateLimiter  // GuardOptions.RateLimiter
 	methods  []string     // GuardOptions.AllowMethods
 	now      func() time.Time
 
@@ -109,6 +118,7 @@ func NewGuard(p *Policy, opts *GuardOptions) (*Guard, error) {
 			g.peek = opts.MaxPeekBytes
 		}
 		g.methods = slices.Clone(opts.AllowMethods)
+		g.shared = opts.RateLimiter
 	}
 	limited := 0
 	for _, r := range c.rules {
@@ -358,7 +368,9 @@ func (g *Guard) authorize(ctx context.Context, req mcp.Request, k kind, name str
 		if id == "" {
 			id = p.UserID()
 		}
-		if ok, retry := g.limiters.Take(limiter.Key{Rule: r.index, ID: id}, r.limit, r.burst); !ok {
+		if g.shared != nil {
+			err = sharedRateLimit(ctx, g.shared, k, r.index, id, r.limit, r.burst)
+		} else if ok, retry := g.limiters.Take(limiter.Key{Rule: r.index, ID: id}, r.limit, r.burst); !ok {
 			err = rateLimitError(k, retry)
 		}
 	}

@@ -387,6 +387,12 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	username, password := f.p.get("username"), f.p.get("password")
+	credential := userCredential(username)
+	if err := s.lockout.Check(r, credential); err != nil {
+		setRetryAfter(w, errLockedOut(err).retryAfter)
+		s.errorPage(w, http.StatusTooManyRequests, "Too many attempts", "Too many failed sign-ins. Try again later.")
+		return
+	}
 	var u *User
 	var err error
 	if username == "" || password == "" || len(username) > maxUsernameLen || len(password) > maxPasswordLen {
@@ -404,6 +410,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.record(r, mcpauth.Event{Kind: EventLogin, Outcome: mcpauth.OutcomeFailure, Reason: "login_failed", ClientID: c.ID, Subject: username})
+		s.lockout.Fail(r, credential)
 		tx.Failures++
 		if tx.Failures >= maxLoginFailures {
 			_, _ = s.store.Take(r.Context(), hashKey(keyTransaction, f.txID))
@@ -556,4 +563,16 @@ func (s *Server) redirect(w http.ResponseWriter, tx *transaction, c *client, v u
 	h.Set("Cache-Control", "no-store")
 	h.Set("Referrer-Policy", "no-referrer")
 	w.WriteHeader(http.StatusSeeOther)
+}
+
+// userCredential is what the lockout counts for a login: the username, in
+// one normal form (trimmed, lower case), so that a guesser cannot spread
+// its attempts over spellings of one name. Empty for an empty or
+// oversized username, which only the address's count sees.
+func userCredential(username string) string {
+	username = strings.ToLower(strings.TrimSpace(username))
+	if username == "" || len(username) > maxUsernameLen {
+		return ""
+	}
+	return "user:" + username
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/mcpauth/mcpauth"
+	"github.com/mcpauth/mcpauth/internal/audittap"
 )
 
 // A Client is a pre-registered OAuth client.
@@ -352,8 +353,37 @@ type clientAuth struct {
 // introspection request (RFC 6749 §2.3): HTTP Basic or client_secret in
 // the body for a confidential client, client_id alone for a public one.
 // Using two methods at once is invalid_request; every failure to
-// authenticate is 401 invalid_client.
+// authenticate is 401 invalid_client, and counts towards the lockout of
+// the request's address and of the client id there; a locked-out one is
+// 429 before its secret is checked.
 func (s *Server) authenticateClient(r *http.Request, p params) (*clientAuth, *oauthError) {
+	if err := s.lockout.Check(r, ""); err != nil {
+		return nil, errLockedOut(err)
+	}
+	ca, id, e := s.checkClient(r, p)
+	if e != nil {
+		if e.code == "invalid_client" {
+			s.lockout.Fail(r, clientCredential(id))
+		}
+		return nil, e
+	}
+	if err := s.lockout.Check(r, clientCredential(ca.c.ID)); err != nil {
+		return nil, errLockedOut(err)
+	}
+	return ca, nil
+}
+
+// clientCredential is what the lockout counts for a client: its id.
+func clientCredential(id string) string {
+	if id == "" {
+		return ""
+	}
+	return "client:" + id
+}
+
+// checkClient is authenticateClient without the lockout; it also returns
+// the client id the request presented, if any.
+func (s *Server) checkClient(r *http.Request, p params) (*clientAuth, string, *oauthError) {
 	var id, secret, method string
 	basic := false
 	switch auth := r.Header["Authorization"]; len(auth) {
@@ -361,33 +391,34 @@ func (s *Server) authenticateClient(r *http.Request, p params) (*clientAuth, *oa
 	case 1:
 		v := auth[0]
 		if len(v) < 6 || !strings.EqualFold(v[:6], "basic ") {
-			return nil, errInvalidRequest("The Authorization header must use the Basic scheme.")
+			return nil, id, errInvalidRequest("The Authorization header must use the Basic scheme.")
 		}
 		basic = true
 		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v[6:]))
 		if err != nil {
-			return nil, errInvalidClient(true)
+			return nil, id, errInvalidClient(true)
 		}
 		user, pass, ok := strings.Cut(string(raw), ":")
 		if !ok {
-			return nil, errInvalidClient(true)
+			return nil, id, errInvalidClient(true)
 		}
 		// RFC 6749 §2.3.1: both are form-encoded before they are joined.
 		if id, err = url.QueryUnescape(user); err != nil {
-			return nil, errInvalidClient(true)
+			return nil, id, errInvalidClient(true)
 		}
 		if secret, err = url.QueryUnescape(pass); err != nil {
-			return nil, errInvalidClient(true)
+			return nil, id, errInvalidClient(true)
 		}
 		method = authBasic
+		audittap.Secret(secret)
 		if p.has("client_secret") {
-			return nil, errInvalidRequest("The request uses more than one client authentication method.")
+			return nil, id, errInvalidRequest("The request uses more than one client authentication method.")
 		}
 		if bodyID := p.get("client_id"); bodyID != "" && bodyID != id {
-			return nil, errInvalidRequest("The client_id does not match the Authorization header.")
+			return nil, id, errInvalidRequest("The client_id does not match the Authorization header.")
 		}
 	default:
-		return nil, errInvalidRequest("The request has more than one Authorization header.")
+		return nil, id, errInvalidRequest("The request has more than one Authorization header.")
 	}
 	if !basic {
 		id, secret = p.get("client_id"), p.get("client_secret")
@@ -397,42 +428,42 @@ func (s *Server) authenticateClient(r *http.Request, p params) (*clientAuth, *oa
 		}
 	}
 	if id == "" {
-		return nil, errInvalidClient(basic)
+		return nil, id, errInvalidClient(basic)
 	}
 	c, err := s.lookupClient(r.Context(), id)
 	if errors.Is(err, errUnknownClient) {
-		return nil, errInvalidClient(basic)
+		return nil, id, errInvalidClient(basic)
 	}
 	if err != nil {
 		s.keyFault(r, "client lookup failed")
-		return nil, errUnavailable
+		return nil, id, errUnavailable
 	}
 	if c.usesTLS() {
 		// The certificate is the credential: a secret beside it is a
 		// second method (an empty Basic password is none).
 		if secret != "" {
-			return nil, errInvalidClient(basic)
+			return nil, id, errInvalidClient(basic)
 		}
 		if _, ok := s.clientCertificate(r, c); !ok {
-			return nil, errInvalidClient(basic)
+			return nil, id, errInvalidClient(basic)
 		}
-		return &clientAuth{c: c, method: c.AuthMethod}, nil
+		return &clientAuth{c: c, method: c.AuthMethod}, id, nil
 	}
 	if !c.confidential() {
 		// A public client has no secret to present; an empty Basic
 		// password (what x/oauth2 sends for one) is the same as none.
 		if secret != "" {
-			return nil, errInvalidClient(basic)
+			return nil, id, errInvalidClient(basic)
 		}
-		return &clientAuth{c: c, method: authNone}, nil
+		return &clientAuth{c: c, method: authNone}, id, nil
 	}
 	if secret == "" {
-		return nil, errInvalidClient(basic)
+		return nil, id, errInvalidClient(basic)
 	}
 	want, err := hex.DecodeString(c.SecretSHA256)
 	sum := sha256.Sum256([]byte(secret))
 	if err != nil || subtle.ConstantTimeCompare(sum[:], want) != 1 {
-		return nil, errInvalidClient(basic)
+		return nil, id, errInvalidClient(basic)
 	}
-	return &clientAuth{c: c, method: method}, nil
+	return &clientAuth{c: c, method: method}, id, nil
 }

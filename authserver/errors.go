@@ -2,7 +2,13 @@ package authserver
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/mcpauth/mcpauth"
+	"github.com/mcpauth/mcpauth/internal/audittap"
 )
 
 // An oauthError is an error response of RFC 6749 §5.2 (token endpoint),
@@ -16,6 +22,8 @@ type oauthError struct {
 	// basic asks for a WWW-Authenticate: Basic challenge (RFC 6749 §5.2:
 	// the client tried the Authorization header).
 	basic bool
+	// retryAfter is the Retry-After of a 429.
+	retryAfter time.Duration
 }
 
 func (e *oauthError) Error() string { return "mcpauth: authserver: " + e.code + ": " + e.desc }
@@ -51,6 +59,24 @@ func errInvalidClient(basic bool) *oauthError {
 	return &oauthError{code: "invalid_client", desc: "Client authentication failed.", status: http.StatusUnauthorized, basic: basic}
 }
 
+// errLockedOut answers a request from a locked-out address or client
+// ([mcpauth.Lockout]): 429 with Retry-After. RFC 6749 has no code for it;
+// temporarily_unavailable is the one whose meaning fits, as in mcpauth's
+// own 429s.
+func errLockedOut(err error) *oauthError {
+	e := &oauthError{code: "temporarily_unavailable", desc: "Too many failed attempts; retry later.", status: http.StatusTooManyRequests, retryAfter: time.Second}
+	if rl := (*mcpauth.RateLimitError)(nil); errors.As(err, &rl) {
+		e.retryAfter = max(rl.RetryAfter, time.Second)
+	}
+	return e
+}
+
+// setRetryAfter writes a Retry-After header of d, in whole seconds
+// rounded up.
+func setRetryAfter(w http.ResponseWriter, d time.Duration) {
+	w.Header().Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
+}
+
 // writeJSON writes v with the headers every response of the token,
 // revocation, introspection and registration endpoints carries: no
 // caching (RFC 6749 §5.1).
@@ -59,6 +85,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	if err != nil {
 		status, b = http.StatusInternalServerError, []byte(`{"error":"server_error"}`)
 	}
+	audittap.JSON(b)
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
@@ -76,7 +103,9 @@ func (s *Server) writeError(w http.ResponseWriter, e *oauthError) {
 	if e.basic {
 		w.Header().Set("WWW-Authenticate", `Basic realm="`+s.realm+`"`)
 	}
-	if status == http.StatusServiceUnavailable {
+	if e.retryAfter > 0 {
+		setRetryAfter(w, e.retryAfter)
+	} else if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", retryAfterUnavailable)
 	}
 	writeJSON(w, status, struct {

@@ -2,9 +2,12 @@ package authserver
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/mcpauth/mcpauth"
+	"github.com/mcpauth/mcpauth/internal/audittap"
 )
 
 // The kinds of [mcpauth.Event] the authorization server reports, besides
@@ -64,5 +67,11 @@ func (s *Server) record(r *http.Request, e mcpauth.Event) {
 			e.RequestID = ids[0]
 		}
 	}
-	s.events.Record(ctx, e.Bounded())
+	e = e.Bounded()
+	if audittap.On() {
+		t := e
+		t.Time = time.Time{}
+		audittap.Event(fmt.Sprintf("%+v", t))
+	}
+	s.events.Record(ctx, e)
 }

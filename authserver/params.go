@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/mcpauth/mcpauth/internal/audittap"
 	"github.com/mcpauth/mcpauth/internal/jose"
 )
 
@@ -90,5 +91,16 @@ func fromValues(v url.Values) (params, *oauthError) {
 			p[k] = vs[0]
 		}
 	}
+	if audittap.On() {
+		tapParams(p)
+	}
 	return p, nil
+}
+
+// tapParams hands the secret parameters of a request to the test tap that
+// checks that no event carries one.
+func tapParams(p params) {
+	for _, k := range []string{"client_secret", "password", "code", "code_verifier", "refresh_token", "token", "csrf"} {
+		audittap.Secret(p.get(k))
+	}
 }

@@ -43,6 +43,7 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -180,6 +181,19 @@ type Options struct {
 	// means slog.Default().
 	Logger *slog.Logger
 
+	// Lockout counts failed client authentications (at the token,
+	// revocation and introspection endpoints) and failed logins on the
+	// login form, per address and per client id or username at that
+	// address, and refuses a locked-out one with 429 and Retry-After
+	// before its secret or password is checked. Nil (the default) means a
+	// Lockout of this server alone with the defaults of
+	// [mcpauth.LockoutOptions] (20 failures per address, 5 per client or
+	// username, within 15 minutes), reporting to Events. Replicas share
+	// one made with LockoutOptions.Store set to their shared Store; a
+	// server and the [mcpauth.Require] in front of its resource may share
+	// one.
+	Lockout *mcpauth.Lockout
+
 	// Clock returns the current time. Nil (the default) means time.Now.
 	Clock func() time.Time
 }
@@ -258,6 +272,7 @@ type Server struct {
 	cimd          *metadataFetcher
 	limits        *limiter.Map
 	events        mcpauth.EventSink
+	lockout       *mcpauth.Lockout
 	now           func() time.Time
 	metadata      []byte
 	routes        map[string]func(http.ResponseWriter, *http.Request)
@@ -330,6 +345,11 @@ func New(opts *Options) (*Server, error) {
 	}
 	if s.events == nil {
 		s.events = mcpauth.LogEvents(opts.Logger)
+	}
+	if s.lockout = opts.Lockout; s.lockout == nil {
+		if s.lockout, err = mcpauth.NewLockout(&mcpauth.LockoutOptions{Events: s.events}); err != nil {
+			return nil, err
+		}
 	}
 	if s.store == nil {
 		s.store = mcpauth.NewMemoryStore()
@@ -423,7 +443,24 @@ func New(opts *Options) (*Server, error) {
 		return nil, err
 	}
 	s.buildRoutes()
+	s.record(nil, mcpauth.Event{Kind: mcpauth.EventConfiguration, Outcome: mcpauth.OutcomeSuccess, Detail: s.summary(opts)})
 	return s, nil
+}
+
+// summary is the Detail of the configuration loaded event: what an
+// operator checks first, and no secret.
+func (s *Server) summary(opts *Options) string {
+	onOff := func(on bool) string {
+		if on {
+			return "on"
+		}
+		return "off"
+	}
+	return "loaded: issuer " + s.issuer +
+		", clients " + strconv.Itoa(len(s.clients)) +
+		", access tokens " + s.accessTTL.String() + ", refresh tokens " + s.refreshTTL.String() +
+		", registration " + onOff(!s.registration.Disabled) +
+		", client metadata documents " + onOff(!opts.ClientMetadata.Disabled)
 }
 
 // deriveKey derives a 32-byte key for one purpose from the secret.

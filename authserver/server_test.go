@@ -243,3 +243,16 @@ func verify(t *testing.T, env *testEnv, token string) *mcpauth.Principal {
 	}
 	return p
 }
+
+// TestConfigurationLoadedEvent: New reports its configuration once, as an
+// EventConfiguration success, without a secret.
+func TestConfigurationLoadedEvent(t *testing.T) {
+	env := newEnv(t, nil)
+	got := env.events.find(mcpauth.EventConfiguration, mcpauth.OutcomeSuccess)
+	if len(got) != 1 || !strings.HasPrefix(got[0].Detail, "loaded: issuer "+env.srv.URL+", clients 4,") {
+		t.Fatalf("configuration events %+v", got)
+	}
+	if strings.Contains(got[0].Detail, testSecret) {
+		t.Fatal("the configuration event holds a secret")
+	}
+}

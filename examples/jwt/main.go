@@ -54,6 +54,7 @@ type config struct {
 	issuer, audience, jwksURL string
 	secret                    []byte
 	mint                      bool
+	metrics                   *bool
 	sub, roles, scopes        string
 	ttl                       time.Duration
 }
@@ -71,6 +72,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*config
 	fs.StringVar(&c.roles, "roles", "", "-mint: comma-separated roles")
 	fs.StringVar(&c.scopes, "scopes", "", "-mint: comma-separated scopes")
 	fs.DurationVar(&c.ttl, "ttl", time.Hour, "-mint: how long the token is valid")
+	c.metrics = registerMetrics(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -124,8 +126,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	ro, withMetrics, err := observe(*c.metrics, nil)
+	if err != nil {
+		return err
+	}
 	logger.Printf("MCP server on %s (accepting tokens from %s for %s)", l.url, c.issuer, c.audience)
-	return serve(ctx, l, newHandler(verifier), logger)
+	return serve(ctx, l, withMetrics(newHandler(verifier, ro)), logger)
 }
 
 // mint is the tutorial's create_token.
@@ -156,13 +162,13 @@ func newVerifier(c *config) (*mcpauth.JWTVerifier, error) {
 	})
 }
 
-func newHandler(auth mcpauth.Authenticator) http.Handler {
+func newHandler(auth mcpauth.Authenticator, ro *mcpauth.RequireOptions) http.Handler {
 	server := mcp.NewServer(&mcp.Implementation{Name: "mcpauth-jwt", Version: "1.0.0"}, nil)
 	mcp.AddTool(server, &mcp.Tool{Name: "hello", Description: "Greet someone"}, hello)
 	mcp.AddTool(server, &mcp.Tool{Name: "whoami", Description: "Show who you are authenticated as"}, whoami)
 	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", mcpauth.Require(nil, auth)(handler))
+	mux.Handle("/mcp", mcpauth.Require(ro, auth)(handler))
 	return mux
 }
 

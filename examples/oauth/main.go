@@ -1,7 +1,7 @@
 // Command oauth serves an MCP server protected by OAuth 2.1, with mcpauth's
 // built-in authorization server in the same process.
 //
-//	go run ./examples/oauth [-addr 127.0.0.1:8080] [-issuer https://mcp.example.com] [-data mcpauth.db | -redis redis://127.0.0.1:6379/0] [-tls-cert cert.pem -tls-key key.pem]
+//	go run ./examples/oauth [-addr 127.0.0.1:8080] [-issuer https://mcp.example.com] [-data mcpauth.db | -redis redis://127.0.0.1:6379/0] [-tls-cert cert.pem -tls-key key.pem] [-metrics]
 //
 // The authorization server's issuer is -issuer, the public base URL (by
 // default http://127.0.0.1:<port> of -addr), and the MCP endpoint is
@@ -88,6 +88,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var stf stateFlags
 	stf.register(fs)
 	issuer := fs.String("issuer", "", "the public base `URL` of the server (the authorization server's issuer; MCP is at <issuer>/mcp); default http://127.0.0.1:<port> of -addr")
+	metrics := registerMetrics(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -119,17 +120,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if *issuer == "" {
 		*issuer = strings.TrimSuffix(l.url, "/mcp")
 	}
-	h, err := newHandler(config{
+	eventLog := slog.New(slog.NewTextHandler(stderr, nil))
+	ro, withMetrics, err := observe(*metrics, mcpauth.LogEvents(eventLog))
+	if err != nil {
+		return err
+	}
+	cfg := config{
 		issuer: *issuer,
 		users:  users,
 		store:  st.store,
 		secret: st.secret,
-		logger: slog.New(slog.NewTextHandler(stderr, nil)),
-	})
+		logger: eventLog,
+	}
+	if ro != nil {
+		cfg.events = ro.Events
+	}
+	h, err := newHandler(cfg)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
+	h.Handler = withMetrics(h.Handler)
 	if h.demoPassword != "" {
 		fmt.Fprintf(stdout, "No %s set: added the user demo (role viewer) with a password for this run. It is shown once.\n\n  user: demo\n  password: %s\n\n", envUsers, h.demoPassword)
 		fmt.Fprintf(stdout, "To keep it across restarts: export %s='demo:%s:viewer'\n\n", envUsers, h.demoPassword)
@@ -221,6 +232,9 @@ type config struct {
 	store  mcpauth.Store
 	secret []byte
 	logger *slog.Logger
+	// events receives the security events; nil means mcpauth.LogEvents
+	// on logger.
+	events mcpauth.EventSink
 }
 
 // handler serves the authorization server, the protected resource metadata
@@ -230,10 +244,14 @@ type handler struct {
 	mcpURL       string
 	demoPassword string // set when cfg had no users
 	verifier     *authserver.Verifier
+	lockout      *mcpauth.Lockout
 }
 
-// Close releases the verifier.
-func (h *handler) Close() error { return h.verifier.Close() }
+// Close releases the verifier and stops the lockout's sharing.
+func (h *handler) Close() error {
+	_ = h.lockout.Close()
+	return h.verifier.Close()
+}
 
 // newHandler returns the server's handler for cfg.
 func newHandler(cfg config) (*handler, error) {
@@ -257,8 +275,21 @@ func newHandler(cfg config) (*handler, error) {
 		}
 	}
 
+	events := cfg.events
+	if events == nil {
+		events = mcpauth.LogEvents(cfg.logger)
+	}
+	// One lockout for the logins, the token endpoint and the MCP endpoint,
+	// with the default thresholds; kept in the store, so that with -redis
+	// every replica counts together.
+	if h.lockout, err = mcpauth.NewLockout(&mcpauth.LockoutOptions{Store: cfg.store, Events: events}); err != nil {
+		return nil, err
+	}
+
 	h.mcpURL = cfg.issuer + "/mcp"
 	as, err := authserver.New(&authserver.Options{
+		Events:    events,
+		Lockout:   h.lockout,
 		Issuer:    cfg.issuer,
 		Resources: []string{h.mcpURL},
 		Scopes:    []string{scope},
@@ -296,7 +327,7 @@ func newHandler(cfg config) (*handler, error) {
 	// The metadata is public: clients read it before they have a token.
 	mux.Handle("/.well-known/oauth-protected-resource/", pr)
 	mux.Handle("/.well-known/oauth-protected-resource", pr)
-	mux.Handle(iu.Path+"/mcp", mcpauth.Require(&mcpauth.RequireOptions{Resource: pr, Logger: cfg.logger}, h.verifier)(mcpHandler))
+	mux.Handle(iu.Path+"/mcp", mcpauth.Require(&mcpauth.RequireOptions{Resource: pr, Events: events, Lockout: h.lockout}, h.verifier)(mcpHandler))
 	mux.Handle("/", as) // its metadata, keys, registration, authorize, login, consent, token, ...
 	h.Handler = mux
 	return h, nil

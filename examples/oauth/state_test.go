@@ -112,8 +112,8 @@ func replicas(t *testing.T, redisURL string, n int, sec *secrets) []*proc {
 // its access tokens refused by every replica at the next request (each
 // replica's verifier reads the revocation from Redis on every request).
 //
-// A lockout or rate limit counted on one replica and holding on the others
-// belongs here too, once login lockout counts in the store (issue #12).
+// A lockout counted on two replicas and holding on the third is
+// TestReplicasLockout.
 func TestReplicas(t *testing.T) {
 	rs := testredis.Start(t)
 	r := replicas(t, rs.URL(), 3, nil)
@@ -213,6 +213,22 @@ func TestRedisDown(t *testing.T) {
 	rs.Stop()
 	storeDownCalls(t, issuer, c, next)
 	rs.Restart()
+	// go-redis, after as many failed dials as its pool has connections,
+	// fails fast until a background dial succeeds (about a second): wait
+	// for it, boundedly. The lockout's sync makes such dials too.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Post(issuer+"/register", "application/json", strings.NewReader(`{"redirect_uris":["`+testRedirect+`"],"token_endpoint_auth_method":"none"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("register: still 503 10s after Redis restarted")
+		}
+	}
 	c2 := register(t, issuer, false, nil)
 	tk2 := login(t, issuer, issuer, c2, nil)
 	if sub := whoamiAt(t, issuer, tk2.Access); sub != testUser {

@@ -1,6 +1,6 @@
 // Command quickstart serves an MCP server protected by API keys.
 //
-//	go run ./examples/quickstart [-addr 127.0.0.1:8080] [-tls-cert cert.pem -tls-key key.pem]
+//	go run ./examples/quickstart [-addr 127.0.0.1:8080] [-tls-cert cert.pem -tls-key key.pem] [-metrics]
 //
 // It reads keys from MCP_API_KEYS (KEY, KEY:SUBJECT or KEY:SUBJECT:ROLE|ROLE,
 // comma-separated). With none, it generates one, prints it once with the
@@ -40,6 +40,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.SetOutput(stderr)
 	var sf serverFlags
 	sf.register(fs)
+	metrics := registerMetrics(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -48,10 +49,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger := log.New(stderr, "", log.LstdFlags)
 
-	h, generated, err := newHandler(getenv(mcpauth.EnvAPIKeys))
+	ro, withMetrics, err := observe(*metrics, nil)
 	if err != nil {
 		return err
 	}
+	h, generated, err := newHandler(getenv(mcpauth.EnvAPIKeys), ro)
+	if err != nil {
+		return err
+	}
+	h = withMetrics(h)
 	l, err := sf.listen(logger)
 	if err != nil {
 		return err
@@ -66,8 +72,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // newHandler returns the server's handler for the keys in env (the
-// MCP_API_KEYS format). With no keys it generates one and returns it.
-func newHandler(env string) (_ http.Handler, generated string, _ error) {
+// MCP_API_KEYS format), protected by Require with ro (nil: the defaults,
+// lockout included). With no keys it generates one and returns it.
+func newHandler(env string, ro *mcpauth.RequireOptions) (_ http.Handler, generated string, _ error) {
 	keys, err := mcpauth.ParseAPIKeys(env)
 	if err != nil {
 		return nil, "", err
@@ -88,7 +95,7 @@ func newHandler(env string) (_ http.Handler, generated string, _ error) {
 	mcp.AddTool(server, &mcp.Tool{Name: "whoami", Description: "Show who you are authenticated as"}, whoami)
 	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", mcpauth.Require(nil, auth)(handler))
+	mux.Handle("/mcp", mcpauth.Require(ro, auth)(handler))
 	return mux, generated, nil
 }
 

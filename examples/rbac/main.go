@@ -1,7 +1,7 @@
 // Command rbac serves the tutorial's four tools behind API keys and the RBAC
 // guard: each caller sees, and may call, only the tools of its role.
 //
-//	go run ./examples/rbac [-addr 127.0.0.1:8080] [-policy policy.yaml] [-tls-cert cert.pem -tls-key key.pem]
+//	go run ./examples/rbac [-addr 127.0.0.1:8080] [-policy policy.yaml] [-tls-cert cert.pem -tls-key key.pem] [-metrics]
 //
 // Roles form a hierarchy, admin ⊇ editor ⊇ viewer:
 //
@@ -53,6 +53,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	var sf serverFlags
 	sf.register(fs)
 	policyFile := fs.String("policy", "", "JSON or YAML policy `file`; empty means the tutorial's policy, built in Go")
+	metrics := registerMetrics(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -68,10 +69,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 	}
-	h, generated, err := newHandler(getenv(mcpauth.EnvAPIKeys), policy)
+	ro, withMetrics, err := observe(*metrics, nil)
 	if err != nil {
 		return err
 	}
+	h, generated, err := newHandler(getenv(mcpauth.EnvAPIKeys), policy, ro)
+	if err != nil {
+		return err
+	}
+	h = withMetrics(h)
 	l, err := sf.listen(logger)
 	if err != nil {
 		return err
@@ -116,8 +122,9 @@ func tutorialPolicy() *mcpauth.Policy {
 
 // newHandler returns the server's handler for the keys in env (the
 // MCP_API_KEYS format) and the policy. With no keys it generates one per
-// role and returns them.
-func newHandler(env string, policy *mcpauth.Policy) (_ http.Handler, generated []mcpauth.APIKey, _ error) {
+// role and returns them. Require runs with ro (nil: the defaults, lockout
+// included), and the guard reports to ro's Events.
+func newHandler(env string, policy *mcpauth.Policy, ro *mcpauth.RequireOptions) (_ http.Handler, generated []mcpauth.APIKey, _ error) {
 	keys, err := mcpauth.ParseAPIKeys(env)
 	if err != nil {
 		return nil, nil, err
@@ -137,7 +144,11 @@ func newHandler(env string, policy *mcpauth.Policy) (_ http.Handler, generated [
 		return nil, nil, err
 	}
 
-	guard, err := mcpauth.NewGuard(policy, nil)
+	var gopts *mcpauth.GuardOptions
+	if ro != nil {
+		gopts = &mcpauth.GuardOptions{Events: ro.Events}
+	}
+	guard, err := mcpauth.NewGuard(policy, gopts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -158,7 +169,7 @@ func newHandler(env string, policy *mcpauth.Policy) (_ http.Handler, generated [
 
 	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", mcpauth.Require(nil, auth)(guard.RequireScopes(nil)(handler)))
+	mux.Handle("/mcp", mcpauth.Require(ro, auth)(guard.RequireScopes(nil)(handler)))
 	return mux, generated, nil
 }
 

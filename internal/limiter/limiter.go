@@ -123,7 +123,19 @@ func (m *Map) shardOf(key Key) *shard {
 // second up to burst. If the bucket is empty it takes nothing and reports how
 // long until a token will be there.
 func (m *Map) Take(key Key, limit rate.Limit, burst int) (ok bool, retryAfter time.Duration) {
-	now := m.now()
+	ok, retryAfter, _ = m.TakeLeft(key, limit, burst)
+	return ok, retryAfter
+}
+
+// TakeLeft is Take that also reports the tokens left in the bucket after
+// it, for a caller that tells its clients.
+func (m *Map) TakeLeft(key Key, limit rate.Limit, burst int) (ok bool, retryAfter time.Duration, left float64) {
+	return m.TakeLeftAt(key, limit, burst, m.now())
+}
+
+// TakeLeftAt is TakeLeft at now, a time the caller read from the map's
+// clock already.
+func (m *Map) TakeLeftAt(key Key, limit rate.Limit, burst int, now time.Time) (ok bool, retryAfter time.Duration, left float64) {
 	t := int64(now.Sub(m.epoch))
 	s := m.shardOf(key)
 	s.mu.Lock()
@@ -155,17 +167,17 @@ func (m *Map) Take(key Key, limit rate.Limit, burst int) (ok bool, retryAfter ti
 		b.Store(e.full)
 	}
 	if e.lim.AllowN(now, 1) {
-		return true, 0
+		return true, 0, e.lim.TokensAt(now)
 	}
 	// Refused: ask when a token will be there, and give the reservation
 	// back so that asking costs nothing.
 	r := e.lim.ReserveN(now, 1)
 	if !r.OK() {
-		return false, e.refill
+		return false, e.refill, 0
 	}
 	d := r.DelayFrom(now)
 	r.CancelAt(now)
-	return false, d
+	return false, d, 0
 }
 
 // evict drops entries until the map is within its capacity: each time the
