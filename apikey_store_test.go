@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -135,9 +136,20 @@ func status(t testing.TB, h http.Handler, key string) (*httptest.ResponseRecorde
 	return w, w.Header().Get("X-Subject")
 }
 
+// noLockout is Require's options for tests of the keys themselves, which
+// present many bad keys from one address: the lockout (tested on its own)
+// would answer them with 429.
+func noLockout() *mcpauth.RequireOptions {
+	lo, err := mcpauth.NewLockout(&mcpauth.LockoutOptions{SourceFailures: -1, CredentialFailures: -1})
+	if err != nil {
+		panic(err)
+	}
+	return &mcpauth.RequireOptions{Logger: slog.New(slog.DiscardHandler), Lockout: lo}
+}
+
 // protect wraps a handler that echoes the principal's subject.
 func protect(k *mcpauth.APIKeys) http.Handler {
-	return mcpauth.Require(quiet, k)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return mcpauth.Require(noLockout(), k)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p := mcpauth.PrincipalFromHTTPRequest(r); p != nil {
 			w.Header().Set("X-Subject", p.Subject)
 		}
