@@ -330,7 +330,20 @@ func (k *APIKeys) Add(key APIKey) error {
 	if !k.table.add(e) {
 		return errors.New("mcpauth: API key: the key is configured already")
 	}
+	k.reportKey(e, reasonAPIKeysCreated)
 	return nil
+}
+
+// reportKey reports a key added or revoked at run time (EventKeyManagement),
+// to the sink of UseStore's options if it was called, else to
+// slog.Default.
+func (k *APIKeys) reportKey(e *keyEntry, detail string) {
+	sink := LogEvents(nil)
+	if ks := k.store.Load(); ks != nil {
+		sink = ks.events
+	}
+	emit(context.Background(), sink, Event{Kind: EventKeyManagement, Outcome: OutcomeSuccess, Method: MethodAPIKey,
+		Subject: e.principal.Subject, KeyID: e.principal.KeyID, Detail: detail})
 }
 
 // Revoke stops a key configured in code from working, at once. It reports
@@ -342,7 +355,9 @@ func (k *APIKeys) Revoke(key string) bool {
 	if e == nil {
 		return false
 	}
-	e.revoked.Store(true)
+	if !e.revoked.Swap(true) {
+		k.reportKey(e, reasonAPIKeysRevoked)
+	}
 	notifyRevoked()
 	return true
 }
@@ -355,6 +370,7 @@ func (k *APIKeys) RevokeID(id string) int {
 	k.table.each(func(e *keyEntry) {
 		if e.principal.KeyID == id && !e.revoked.Swap(true) {
 			n++
+			k.reportKey(e, reasonAPIKeysRevoked)
 		}
 	})
 	if n > 0 {

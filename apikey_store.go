@@ -55,6 +55,7 @@ const (
 	minKeyIDLen          = 12 // hex digits of a key ID (see apiKeyID)
 	reasonAPIKeysCreated = "created"
 	reasonAPIKeysDeleted = "deleted"
+	reasonAPIKeysRevoked = "revoked"
 )
 
 // errKeyStoreDown refuses a request whose key had to be read from a store

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -782,4 +783,45 @@ func TestStoredAPIKeyRedisDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect("a key created after the restart", http.StatusOK)
+}
+
+// TestAPIKeysManagementEvents: a key added or revoked at run time is one
+// EventKeyManagement each (a second revocation of one key is not), and no
+// event holds the key.
+func TestAPIKeysManagementEvents(t *testing.T) {
+	ev := &events{}
+	k, err := mcpauth.NewAPIKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.UseStore(mcpauth.NewMemoryStore(), &mcpauth.APIKeyStoreOptions{Events: ev}); err != nil {
+		t.Fatal(err)
+	}
+	a, b := newKey(t), newKey(t)
+	for _, key := range []string{a, b} {
+		if err := k.Add(mcpauth.APIKey{Key: key, Subject: "ops"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k.Revoke(a)
+	k.Revoke(a)
+	if n := k.RevokeID(mcpauth.APIKeyID(b)); n != 1 {
+		t.Fatalf("RevokeID revoked %d keys", n)
+	}
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	var got []string
+	for _, e := range ev.all {
+		if e.Kind != mcpauth.EventKeyManagement {
+			continue
+		}
+		got = append(got, e.Detail+" "+e.KeyID)
+		if strings.Contains(fmt.Sprint(e), a) || strings.Contains(fmt.Sprint(e), b) {
+			t.Errorf("an event holds a key: %+v", e)
+		}
+	}
+	want := []string{"created " + mcpauth.APIKeyID(a), "created " + mcpauth.APIKeyID(b), "revoked " + mcpauth.APIKeyID(a), "revoked " + mcpauth.APIKeyID(b)}
+	if !slices.Equal(got, want) {
+		t.Errorf("events %q, want %q", got, want)
+	}
 }

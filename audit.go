@@ -34,7 +34,8 @@ const (
 	// Detail "loaded: …", as the authorization server reports at start).
 	EventConfiguration EventKind = "configuration"
 	// EventKeyManagement is an API key created or deleted in a store
-	// through [APIKeys]: Outcome success, Detail "created" or "deleted".
+	// through [APIKeys], or added or revoked in code (APIKeys.Add, Revoke,
+	// RevokeID): Outcome success, Detail "created", "deleted" or "revoked".
 	EventKeyManagement EventKind = "key_management"
 	// EventLockout is a [Lockout] of a source address (RemoteAddr) or a
 	// credential (Subject) that started (Outcome denied, Detail "started:"
@@ -223,8 +224,11 @@ func (e *Event) message() string {
 	case EventConfiguration:
 		return "mcpauth: configuration"
 	case EventKeyManagement:
-		if e.Detail == reasonAPIKeysDeleted {
+		switch e.Detail {
+		case reasonAPIKeysDeleted:
 			return "mcpauth: API key deleted"
+		case reasonAPIKeysRevoked:
+			return "mcpauth: API key revoked"
 		}
 		return "mcpauth: API key created"
 	case EventLockout:
