@@ -1,7 +1,7 @@
 // Command mtls serves an MCP server whose clients authenticate with a TLS
 // client certificate.
 //
-//	go run ./examples/mtls [-addr 127.0.0.1:8443] [-certs ./certs]
+//	go run ./examples/mtls [-addr 127.0.0.1:8443] [-certs ./certs] [-metrics]
 //
 // On first run it generates a throwaway CA, a server certificate for
 // 127.0.0.1 and localhost, and a client certificate (CN=demo-client) in the
@@ -72,6 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var sf serverFlags
 	sf.register(flags)
 	dir := flags.String("certs", "./certs", "`folder` of the certificates: used if they are there, generated if it holds none of them")
+	metrics := registerMetrics(flags)
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -100,6 +101,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	ro, withMetrics, err := observe(*metrics, nil)
+	if err != nil {
+		return err
+	}
 	l, err := sf.listen(tlsConfig)
 	if err != nil {
 		return err
@@ -108,7 +113,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	served := make(chan error, 1)
-	go func() { served <- serve(ctx, l, newHandler(auth), logger) }()
+	go func() { served <- serve(ctx, l, withMetrics(newHandler(auth, ro)), logger) }()
 	files := clientFiles{ca: path(fileCA), cert: path(fileClient), key: path(fileClientKey)}
 	if err := selfCheck(ctx, l.url, files); err != nil {
 		cancel()
@@ -121,14 +126,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // newHandler returns the server's handler: the quickstart's tools behind
-// the client-certificate authenticator.
-func newHandler(auth *mcpauth.MTLS) http.Handler {
+// the client-certificate authenticator, with Require's options ro (nil:
+// the defaults).
+func newHandler(auth *mcpauth.MTLS, ro *mcpauth.RequireOptions) http.Handler {
 	server := mcp.NewServer(&mcp.Implementation{Name: "mcpauth-mtls", Version: "1.0.0"}, nil)
 	mcp.AddTool(server, &mcp.Tool{Name: "hello", Description: "Greet someone"}, hello)
 	mcp.AddTool(server, &mcp.Tool{Name: "whoami", Description: "Show who you are authenticated as"}, whoami)
 	handler := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", mcpauth.Require(nil, auth)(handler))
+	mux.Handle("/mcp", mcpauth.Require(ro, auth)(handler))
 	return mux
 }
 
