@@ -1,6 +1,7 @@
 package mcpauth
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -139,12 +140,50 @@ func Require(opts *RequireOptions, authenticators ...Authenticator) func(http.Ha
 	}
 	m.open = newOpenRequests(m.opts.RevocationCheckInterval, m.events)
 	m.abuse = newAbuse(&m.opts, m.events)
+	m.reportLoaded()
 	return func(next http.Handler) http.Handler {
 		toNext := bridge.New(next)
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			m.serve(w, r, toNext)
 		})
 	}
+}
+
+// reportLoaded reports the configuration Require runs with, once: an
+// EventConfiguration success, which the log sink writes at Info.
+func (m *middleware) reportLoaded() {
+	var b strings.Builder
+	b.WriteString("loaded: authenticators")
+	if len(m.authenticators) == 0 {
+		b.WriteString(" none (every request is refused)")
+	}
+	for i, a := range m.authenticators {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString(" ")
+		switch a.(type) {
+		case *APIKeys:
+			b.WriteString(string(MethodAPIKey))
+		case *JWTVerifier:
+			b.WriteString(string(MethodJWT))
+		case *OAuthVerifier:
+			b.WriteString(string(MethodOAuth))
+		case *MTLS:
+			b.WriteString(string(MethodMTLS))
+		default:
+			b.WriteString("custom")
+		}
+	}
+	if m.abuse.lockout != nil {
+		b.WriteString("; lockout on")
+	} else {
+		b.WriteString("; lockout off")
+	}
+	if m.abuse.limits != nil {
+		b.WriteString("; rate limits on")
+	}
+	emit(context.Background(), m.events, Event{Kind: EventConfiguration, Outcome: OutcomeSuccess, Detail: b.String()})
 }
 
 type middleware struct {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -164,7 +165,7 @@ func TestRequireRepeatSuccesses(t *testing.T) {
 	}
 	repeats := func(events []Event) (full, repeat int) {
 		for _, e := range events {
-			if e.Outcome == OutcomeSuccess {
+			if e.Kind == EventAuthentication && e.Outcome == OutcomeSuccess {
 				if e.Repeat {
 					repeat++
 				} else {
@@ -188,7 +189,7 @@ func TestRequireRepeatSuccesses(t *testing.T) {
 		serve(h, corrupt(a))
 		serve(h, corrupt(a))
 		for _, e := range sink.take() {
-			if e.Outcome != OutcomeFailure || e.Repeat {
+			if e.Kind == EventAuthentication && (e.Outcome != OutcomeFailure || e.Repeat) {
 				t.Errorf("failure event %+v", e)
 			}
 		}
@@ -211,8 +212,10 @@ func TestRequireRepeatSuccesses(t *testing.T) {
 		for range 3 {
 			serve(h, a)
 		}
-		if n := strings.Count(buf.String(), "\n"); n != 1 {
-			t.Errorf("%d lines at Info, want 1: %s", n, buf.String())
+		// One line for the configuration Require loaded, one for the
+		// first success.
+		if n := strings.Count(buf.String(), "\n"); n != 2 {
+			t.Errorf("%d lines at Info, want 2: %s", n, buf.String())
 		}
 	})
 	t.Run("interval passes", func(t *testing.T) {
@@ -296,4 +299,39 @@ func TestEventValuesBounded(t *testing.T) {
 			t.Errorf("audit line of %d bytes", buf.Len())
 		}
 	})
+}
+
+// TestRequireReportsConfiguration: Require reports once what it runs with,
+// as a configuration event that names no credential.
+func TestRequireReportsConfiguration(t *testing.T) {
+	key := mustGenerate(t)
+	keys, err := NewAPIKeys(APIKey{Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := NewLockout(&LockoutOptions{SourceFailures: -1, CredentialFailures: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	custom := AuthenticatorFunc(func(*http.Request) (*Principal, error) { return nil, ErrNoCredentials })
+	for _, tc := range []struct {
+		opts *RequireOptions
+		auth []Authenticator
+		want string
+	}{
+		{&RequireOptions{}, []Authenticator{keys, custom}, "loaded: authenticators apikey, custom; lockout on"},
+		{&RequireOptions{Lockout: off}, []Authenticator{keys}, "loaded: authenticators apikey; lockout off"},
+		{&RequireOptions{RateLimit: Limit{Rate: 10, Burst: 10}}, nil, "loaded: authenticators none (every request is refused); lockout on; rate limits on"},
+	} {
+		sink := &recordingSink{}
+		tc.opts.Events = sink
+		Require(tc.opts, tc.auth...)
+		events := sink.take()
+		if len(events) != 1 || events[0].Kind != EventConfiguration || events[0].Outcome != OutcomeSuccess || events[0].Detail != tc.want {
+			t.Errorf("events %+v, want one configuration event %q", events, tc.want)
+		}
+		if strings.Contains(fmt.Sprint(events), key) {
+			t.Error("the event holds the key")
+		}
+	}
 }

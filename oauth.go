@@ -268,8 +268,10 @@ func warnResourceConflict(o *RequireOptions, sink EventSink) {
 		return
 	}
 	emit(context.Background(), sink, Event{
-		Kind:   EventConfiguration,
-		Detail: "RequireOptions.ResourceMetadataURL differs from Resource.MetadataURL(); challenges carry Resource's",
+		Kind:    EventConfiguration,
+		Outcome: OutcomeFailure,
+		Reason:  "resource_conflict",
+		Detail:  "RequireOptions.ResourceMetadataURL differs from Resource.MetadataURL(); challenges carry Resource's",
 	})
 }
 

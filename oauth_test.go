@@ -267,7 +267,9 @@ func TestRequireChallengeWithResource(t *testing.T) {
 					t.Errorf("go-sdk parses %q as %v, %v", tt.challenge, cs, err)
 				}
 			}
-			conflict := slices.ContainsFunc(events.all(), func(e mcpauth.Event) bool { return e.Kind == mcpauth.EventConfiguration })
+			conflict := slices.ContainsFunc(events.all(), func(e mcpauth.Event) bool {
+				return e.Kind == mcpauth.EventConfiguration && e.Outcome == mcpauth.OutcomeFailure
+			})
 			if want := tt.opts.Resource != nil && tt.opts.ResourceMetadataURL != ""; conflict != want {
 				t.Errorf("configuration event: %v, want %v", conflict, want)
 			}

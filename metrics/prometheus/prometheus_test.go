@@ -50,6 +50,7 @@ func TestSinkCountsRequireDecisions(t *testing.T) {
 		{[]string{"authentication", "success", "apikey", ""}, 3},
 		{[]string{"authentication", "failure", "apikey", "malformed"}, 1},
 		{[]string{"authentication", "failure", "", "no_credentials"}, 1},
+		{[]string{"configuration", "success", "", ""}, 1}, // Require's configuration, loaded
 	}
 	for _, tt := range tests {
 		if got := counter(t, reg, "mcpauth_events_total", tt.labels...); got != tt.want {
@@ -65,8 +66,8 @@ func TestSinkCountsRequireDecisions(t *testing.T) {
 			t.Errorf("latency series %v observed nothing", m.GetLabel())
 		}
 	}
-	if next.n != 5 {
-		t.Errorf("Next saw %d events, want 5", next.n)
+	if next.n != 6 {
+		t.Errorf("Next saw %d events, want 6 (5 decisions and the configuration)", next.n)
 	}
 }
 
