@@ -80,8 +80,9 @@ type MTLSOptions struct {
 
 	// ProxyHeader and TrustedProxies turn on proxy mode, for a server
 	// behind a TLS-terminating proxy: a request from one of the
-	// TrustedProxies (IP addresses or CIDR prefixes, matched against the
-	// connection's remote address) carries the client's certificate in
+	// TrustedProxies (prefixes matched against the connection's remote
+	// address; a single address is a /32 or /128, and an IPv4-mapped IPv6
+	// prefix counts as its IPv4 one) carries the client's certificate in
 	// ProxyHeader, "X-Forwarded-Client-Cert" (Envoy's format, whose Cert or
 	// Chain is read from the last element) or any other name (a
 	// URL-encoded PEM, as nginx's $ssl_client_escaped_cert). The
@@ -90,7 +91,7 @@ type MTLSOptions struct {
 	// Empty (the default) means no proxy mode: only the connection's own
 	// certificate counts.
 	ProxyHeader    string
-	TrustedProxies []string
+	TrustedProxies []netip.Prefix
 
 	// ReloadInterval is how often the files are checked for changes (by
 	// modification time and size); a changed file is read again, so that

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -85,7 +86,9 @@ func TestMTLSBoundToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer v.Close()
-	e := newMTLSEnv(t, func(o *MTLSOptions) { o.ProxyHeader, o.TrustedProxies = "X-Client-Cert", []string{"127.0.0.1"} })
+	e := newMTLSEnv(t, func(o *MTLSOptions) {
+		o.ProxyHeader, o.TrustedProxies = "X-Client-Cert", []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	})
 	now := e.clock.Now()
 	certA := e.clientCA.issue(t, "a", now, nil)
 	certB := e.clientCA.issue(t, "b", now, nil)

@@ -28,7 +28,7 @@ const maxProxyHeader = 32 << 10
 // maxProxyChain bounds the certificates a header may carry.
 const maxProxyChain = 8
 
-func (m *MTLS) setupProxy(name string, proxies []string) error {
+func (m *MTLS) setupProxy(name string, proxies []netip.Prefix) error {
 	if name == "" && len(proxies) == 0 {
 		return nil
 	}
@@ -39,32 +39,21 @@ func (m *MTLS) setupProxy(name string, proxies []string) error {
 	if m.proxyHeader == "Authorization" || m.proxyHeader == "X-Api-Key" {
 		return fmt.Errorf("mcpauth: mTLS: ProxyHeader %q is a credential header", name)
 	}
-	for _, s := range proxies {
-		p, err := parseProxy(s)
+	for _, p := range proxies {
+		n, err := normalProxy(p)
 		if err != nil {
-			return fmt.Errorf("mcpauth: mTLS: TrustedProxies: %q is not an IP address or CIDR prefix", s)
+			return fmt.Errorf("mcpauth: mTLS: TrustedProxies: %v: %w", p, err)
 		}
-		m.proxies = append(m.proxies, p)
+		m.proxies = append(m.proxies, n)
 	}
 	return nil
 }
 
-// parseProxy reads an address or prefix in one normal form: IPv4 as IPv4
-// (an IPv4-mapped IPv6 prefix is written as the IPv4 one), no zone, masked.
-func parseProxy(s string) (netip.Prefix, error) {
-	s = strings.TrimSpace(s)
-	var p netip.Prefix
-	if strings.Contains(s, "/") {
-		var err error
-		if p, err = netip.ParsePrefix(s); err != nil {
-			return p, err
-		}
-	} else {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return p, err
-		}
-		p = netip.PrefixFrom(a, a.BitLen())
+// normalProxy puts a proxy prefix in one normal form: IPv4 as IPv4 (an
+// IPv4-mapped IPv6 prefix is written as the IPv4 one), no zone, masked.
+func normalProxy(p netip.Prefix) (netip.Prefix, error) {
+	if !p.IsValid() {
+		return p, errors.New("not a valid prefix")
 	}
 	a, bits := p.Addr().WithZone(""), p.Bits()
 	if a.Is4In6() {

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -20,9 +21,9 @@ func TestMTLSProxy(t *testing.T) {
 	for _, hdr := range []string{"X-Forwarded-Client-Cert", "X-SSL-Client-Cert"} {
 		t.Run(hdr, func(t *testing.T) {
 			for _, trusted := range []bool{true, false} {
-				proxies := []string{"10.0.0.0/8", "::ffff:127.0.0.1"} // the mapped form is normalised
+				proxies := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::ffff:127.0.0.1/128")} // the mapped form is normalised
 				if !trusted {
-					proxies = []string{"10.0.0.0/8", "::1"}
+					proxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 				}
 				e := newMTLSEnv(t, func(o *MTLSOptions) { o.ProxyHeader, o.TrustedProxies = hdr, proxies })
 				now := e.clock.Now()
@@ -84,7 +85,7 @@ func TestMTLSProxy(t *testing.T) {
 // appended, never an earlier one a client may have written.
 func TestMTLSProxyEnvoyLastElement(t *testing.T) {
 	e := newMTLSEnv(t, func(o *MTLSOptions) {
-		o.ProxyHeader, o.TrustedProxies = "x-forwarded-client-cert", []string{"127.0.0.0/8"}
+		o.ProxyHeader, o.TrustedProxies = "x-forwarded-client-cert", []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	})
 	now := e.clock.Now()
 	forged := e.clientCA.issue(t, "admin", now, nil)
@@ -133,7 +134,7 @@ func TestXFCCCert(t *testing.T) {
 
 func TestFromProxy(t *testing.T) {
 	m := &MTLS{}
-	if err := m.setupProxy("X-Client-Cert", []string{"10.0.0.0/8", "::ffff:192.168.0.0/112", "2001:db8::1", "fe80::/10"}); err != nil {
+	if err := m.setupProxy("X-Client-Cert", []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::ffff:192.168.0.0/112"), netip.MustParsePrefix("2001:db8::1/128"), netip.MustParsePrefix("fe80::/10")}); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -161,7 +162,9 @@ func TestFromProxy(t *testing.T) {
 // TestMTLSProxyOwnCertificate: a trusted proxy's own certificate on its
 // connection to us is not the client's.
 func TestMTLSProxyOwnCertificate(t *testing.T) {
-	e := newMTLSEnv(t, func(o *MTLSOptions) { o.ProxyHeader, o.TrustedProxies = "X-Client-Cert", []string{"192.0.2.0/24"} })
+	e := newMTLSEnv(t, func(o *MTLSOptions) {
+		o.ProxyHeader, o.TrustedProxies = "X-Client-Cert", []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
+	})
 	proxyCert := e.clientCA.issue(t, "proxy", e.clock.Now(), nil)
 	r := httptest.NewRequest(http.MethodGet, "/", nil) // RemoteAddr 192.0.2.1
 	r.TLS = &tls.ConnectionState{HandshakeComplete: true, PeerCertificates: []*x509.Certificate{proxyCert.cert}}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -382,8 +383,10 @@ func TestNewMTLSErrors(t *testing.T) {
 		{"unknown role attribute", func(o *MTLSOptions) { o.RoleAttribute = "CN" }},
 		{"role of a bad identity", func(o *MTLSOptions) { o.Identity, o.Roles = "spiffe", map[string][]string{"https://x": {"a"}} }},
 		{"proxy header without proxies", func(o *MTLSOptions) { o.ProxyHeader = "X-Client-Cert" }},
-		{"bad proxy", func(o *MTLSOptions) { o.ProxyHeader, o.TrustedProxies = "X-Client-Cert", []string{"10.0.0.0/33"} }},
-		{"proxy header a credential header", func(o *MTLSOptions) { o.ProxyHeader, o.TrustedProxies = "authorization", []string{"10.0.0.1"} }},
+		{"bad proxy", func(o *MTLSOptions) { o.ProxyHeader, o.TrustedProxies = "X-Client-Cert", []netip.Prefix{{}} }},
+		{"proxy header a credential header", func(o *MTLSOptions) {
+			o.ProxyHeader, o.TrustedProxies = "authorization", []netip.Prefix{netip.MustParsePrefix("10.0.0.1/32")}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
