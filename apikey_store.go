@@ -74,8 +74,8 @@ type keyStore struct {
 	timeout time.Duration
 	events  EventSink
 	now     func() time.Time
-	pos     *keyCache[*keyEntry]
-	neg     *keyCache[struct{}]
+	pos     *hashCache[*keyEntry]
+	neg     *hashCache[struct{}]
 	// gen counts the creations and deletions made through this APIKeys, so
 	// that an answer read before one of them is not cached after it.
 	gen    atomic.Uint64
@@ -143,8 +143,8 @@ func (k *APIKeys) UseStore(st Store, opts *APIKeyStoreOptions) error {
 		if size == 0 {
 			size = defaultKeyCacheSize
 		}
-		ks.pos = newKeyCache[*keyEntry](size)
-		ks.neg = newKeyCache[struct{}](size)
+		ks.pos = newHashCache[*keyEntry](size)
+		ks.neg = newHashCache[struct{}](size)
 	}
 	if !k.store.CompareAndSwap(nil, ks) {
 		return errors.New("mcpauth: UseStore: the APIKeys has a store already")

@@ -224,7 +224,8 @@ type JWTVerifier struct {
 	leeway     time.Duration
 	allowNoExp bool
 	maxSize    int
-	cache      *tokenCache
+	cache      *hashCache[*cacheEntry] // verified tokens by SHA-256; nil: off
+	cacheTTL   time.Duration
 	store      Store
 	// sharedStore is true when store was given, not made here.
 	sharedStore bool
@@ -318,7 +319,7 @@ func NewJWTVerifier(opts JWTVerifierOptions) (*JWTVerifier, error) {
 		if size == 0 {
 			size = defaultCacheSize
 		}
-		v.cache = newTokenCache(ttl, size)
+		v.cache, v.cacheTTL = newHashCache[*cacheEntry](size), ttl
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	v.cancel = cancel
@@ -447,7 +448,7 @@ func (v *JWTVerifier) verify1(ctx context.Context, token string) (*Principal, st
 	if v.cache != nil {
 		// The token is only read; hashing it in place spares a copy.
 		sum = sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
-		if e := v.cache.get(&sum, now); e != nil {
+		if e, ok := v.cache.get(&sum, now.UnixNano()); ok {
 			if err := v.checkRevoked(ctx, e.revocationID, e.principal); err != nil {
 				return nil, "", err
 			}
@@ -470,13 +471,13 @@ func (v *JWTVerifier) verify1(ctx context.Context, token string) (*Principal, st
 	p.clock = v.clock
 	if v.cache != nil {
 		p.seal()
-		until := now.Add(v.cache.ttl)
+		until := now.Add(v.cacheTTL)
 		if !p.Expiry.IsZero() {
 			if exp := p.Expiry.Add(v.leeway); exp.Before(until) {
 				until = exp
 			}
 		}
-		v.cache.put(&sum, &cacheEntry{principal: p, revocationID: revID, until: until, x5t: vt.x5t}, now)
+		v.cache.put(&sum, &cacheEntry{principal: p, revocationID: revID, x5t: vt.x5t}, until.UnixNano(), now.UnixNano())
 	}
 	return p, vt.x5t, nil
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"sync"
 	"time"
 )
 
@@ -17,92 +16,11 @@ func revokedKey(id string) string {
 	return "revoked:" + hex.EncodeToString(sum[:])
 }
 
-// tokenCache remembers verified tokens by their SHA-256. It is split into
-// shards, each with its own lock, so that concurrent requests rarely wait on
-// one another.
-type tokenCache struct {
-	ttl    time.Duration
-	shards [cacheShards]cacheShard
-}
-
-const cacheShards = 16
-
-type cacheShard struct {
-	mu      sync.RWMutex
-	entries map[[32]byte]*cacheEntry
-	max     int
-}
-
+// cacheEntry is a verified token in the JWT verifier's cache.
 type cacheEntry struct {
 	principal    *Principal // sealed: shared by every request with the token
 	revocationID string
-	until        time.Time
 	x5t          string // the certificate the token is bound to, if any
-}
-
-func newTokenCache(ttl time.Duration, size int) *tokenCache {
-	c := &tokenCache{ttl: ttl}
-	per := (size + cacheShards - 1) / cacheShards
-	for i := range c.shards {
-		c.shards[i] = cacheShard{entries: make(map[[32]byte]*cacheEntry), max: per}
-	}
-	return c
-}
-
-func (c *tokenCache) shard(sum *[32]byte) *cacheShard {
-	return &c.shards[sum[0]%cacheShards]
-}
-
-// get returns the entry for a token, or nil if there is none or it is no
-// longer valid at now.
-func (c *tokenCache) get(sum *[32]byte, now time.Time) *cacheEntry {
-	s := c.shard(sum)
-	s.mu.RLock()
-	e := s.entries[*sum]
-	s.mu.RUnlock()
-	if e == nil || !now.Before(e.until) {
-		return nil
-	}
-	return e
-}
-
-func (c *tokenCache) put(sum *[32]byte, e *cacheEntry, now time.Time) {
-	s := c.shard(sum)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.entries[*sum]; !ok && len(s.entries) >= s.max {
-		s.evict(now)
-	}
-	s.entries[*sum] = e
-}
-
-// evict makes room in a full shard for one entry, in constant time: it
-// looks at a few entries, from a random place (Go starts each map iteration
-// at one), drops the first that has expired or, if none has, the last it
-// looked at. Random eviction needs no bookkeeping on the read path, which
-// stays a read lock and a map lookup.
-func (s *cacheShard) evict(now time.Time) {
-	const samples = 8
-	n := 0
-	for k, e := range s.entries {
-		n++
-		if !now.Before(e.until) || n == samples {
-			delete(s.entries, k)
-			return
-		}
-	}
-	// Fewer entries than samples and none expired.
-	for k := range s.entries {
-		delete(s.entries, k)
-		return
-	}
-}
-
-func (c *tokenCache) remove(sum *[32]byte) {
-	s := c.shard(sum)
-	s.mu.Lock()
-	delete(s.entries, *sum)
-	s.mu.Unlock()
 }
 
 // RevokeToken records in store that the token of issuer with the given jti

@@ -42,8 +42,8 @@ type introspector struct {
 	// server's client credentials (client_secret_basic, RFC 6749 §2.3.1,
 	// which form-encodes both before base64). It is a secret.
 	auth     string
-	active   *introspectionCache // positive answers
-	refused  *introspectionCache // negative ones, apart so that a flood of made-up tokens cannot evict the good
+	active   *hashCache[*introspected] // positive answers
+	refused  *hashCache[*introspected] // negative ones, apart so that a flood of made-up tokens cannot evict the good
 	flightMu sync.Mutex
 	flights  map[[32]byte]*flight // introspections under way, so that concurrent requests with one token make one
 	waiting  atomic.Int64         // requests waiting on another's introspection (for tests)
@@ -64,8 +64,8 @@ func newIntrospector(v *OAuthVerifier, endpoint string) *introspector {
 		flights:  map[[32]byte]*flight{},
 	}
 	if v.opts.CacheTTL > 0 {
-		i.active = newIntrospectionCache(v.opts.CacheSize)
-		i.refused = newIntrospectionCache(v.opts.CacheSize)
+		i.active = newHashCache[*introspected](v.opts.CacheSize)
+		i.refused = newHashCache[*introspected](v.opts.CacheSize)
 	}
 	return i
 }
@@ -77,10 +77,10 @@ func (i *introspector) check(ctx context.Context, token string) (*Principal, err
 	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
 	now := i.v.now()
 	if i.active != nil {
-		if e := i.active.get(&sum, now); e != nil {
+		if e, ok := i.active.get(&sum, now.UnixNano()); ok {
 			return e.p, nil
 		}
-		if e := i.refused.get(&sum, now); e != nil {
+		if e, ok := i.refused.get(&sum, now.UnixNano()); ok {
 			return nil, e.err
 		}
 	}
@@ -105,9 +105,9 @@ func (i *introspector) check(ctx context.Context, token string) (*Principal, err
 	p, err, until := i.introspect(context.WithoutCancel(ctx), token, &sum, now)
 	if i.active != nil && !until.IsZero() {
 		if err == nil {
-			i.active.put(&sum, &introspected{p: p, until: until}, now)
+			i.active.put(&sum, &introspected{p: p}, until.UnixNano(), now.UnixNano())
 		} else {
-			i.refused.put(&sum, &introspected{err: err, until: until}, now)
+			i.refused.put(&sum, &introspected{err: err}, until.UnixNano(), now.UnixNano())
 		}
 	}
 	f.p, f.err = p, err
@@ -269,72 +269,9 @@ func (s *introspectionState) isRevoked(ctx context.Context) (bool, error) {
 
 func (s *introspectionState) shared() bool { return true }
 
-// introspectionCache remembers introspection answers by the token's
-// SHA-256, never the token. Like the JWT verifier's cache it is split into
-// shards and, when full, drops an entry at random (an expired one if it
-// finds one), so that reads take a read lock and a map lookup.
-type introspectionCache struct {
-	shards [cacheShards]introspectionShard
-}
-
-type introspectionShard struct {
-	mu      sync.RWMutex
-	entries map[[32]byte]*introspected
-	max     int
-}
-
+// introspected is an introspection answer, cached by the token's SHA-256
+// (never the token) in a hashCache.
 type introspected struct {
-	p     *Principal // sealed; nil for a refusal
-	err   error
-	until time.Time
-}
-
-func newIntrospectionCache(size int) *introspectionCache {
-	c := &introspectionCache{}
-	per := (size + cacheShards - 1) / cacheShards
-	for i := range c.shards {
-		c.shards[i] = introspectionShard{entries: map[[32]byte]*introspected{}, max: per}
-	}
-	return c
-}
-
-func (c *introspectionCache) get(sum *[32]byte, now time.Time) *introspected {
-	s := &c.shards[sum[0]%cacheShards]
-	s.mu.RLock()
-	e := s.entries[*sum]
-	s.mu.RUnlock()
-	if e == nil || !now.Before(e.until) {
-		return nil
-	}
-	return e
-}
-
-func (c *introspectionCache) put(sum *[32]byte, e *introspected, now time.Time) {
-	s := &c.shards[sum[0]%cacheShards]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.entries[*sum]; !ok && len(s.entries) >= s.max {
-		const samples = 8
-		n := 0
-		for k, old := range s.entries {
-			n++
-			if !now.Before(old.until) || n == samples || n == len(s.entries) {
-				delete(s.entries, k)
-				break
-			}
-		}
-	}
-	s.entries[*sum] = e
-}
-
-// len returns the number of entries, expired ones included (for tests).
-func (c *introspectionCache) len() int {
-	n := 0
-	for i := range c.shards {
-		s := &c.shards[i]
-		s.mu.RLock()
-		n += len(s.entries)
-		s.mu.RUnlock()
-	}
-	return n
+	p   *Principal // sealed; nil for a refusal
+	err error
 }

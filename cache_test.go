@@ -7,11 +7,11 @@ import (
 	"testing"
 )
 
-// TestKeyCacheBounded fills caches of several sizes with far more hashes
+// TestHashCacheBounded fills caches of several sizes with far more hashes
 // than they hold: none grows past its size (rounded up to whole shards).
-func TestKeyCacheBounded(t *testing.T) {
+func TestHashCacheBounded(t *testing.T) {
 	for _, size := range []int{1, 100, 1000} {
-		c := newKeyCache[struct{}](size)
+		c := newHashCache[struct{}](size)
 		var gen atomic.Uint64
 		for i := range 20 * size {
 			sum := sha256.Sum256(fmt.Appendf(nil, "%d", i))
@@ -24,10 +24,10 @@ func TestKeyCacheBounded(t *testing.T) {
 	}
 }
 
-// TestKeyCachePutAfterChange checks that an answer read before a creation
+// TestHashCachePutAfterChange checks that an answer read before a creation
 // or deletion is not cached after it.
-func TestKeyCachePutAfterChange(t *testing.T) {
-	c := newKeyCache[struct{}](10)
+func TestHashCachePutAfterChange(t *testing.T) {
+	c := newHashCache[struct{}](10)
 	var gen atomic.Uint64
 	sum := sha256.Sum256([]byte("k"))
 	want := gen.Load()
