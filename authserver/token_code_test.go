@@ -45,6 +45,13 @@ func TestCodeGrantErrors(t *testing.T) {
 	good := []string{"code", code, "code_verifier", verifier, "client_id", "app", "redirect_uri", loopbackRedirect}
 	with := func(kv ...string) string { return form(append(append([]string{}, good...), kv...)...) }
 	other := oauth2.GenerateVerifier()
+	// Another code of the same form: the first character changed, to one
+	// it is not (a fixed "x" is the code itself one time in 64).
+	first := "x"
+	if code[0] == 'x' {
+		first = "y"
+	}
+	unknown := first + code[1:]
 	runTokenCases(t, env, []tokenCase{
 		{name: "wrong verifier", body: with("code_verifier", other), status: 400, code: "invalid_grant"},
 		{name: "no verifier", body: with("code_verifier", ""), status: 400, code: "invalid_request"},
@@ -53,7 +60,7 @@ func TestCodeGrantErrors(t *testing.T) {
 		{name: "wrong redirect uri", body: with("redirect_uri", "http://127.0.0.1:4568/callback"), status: 400, code: "invalid_grant"},
 		{name: "no redirect uri", body: with("redirect_uri", ""), status: 400, code: "invalid_grant"},
 		{name: "wrong resource", body: with("resource", "https://other.example/mcp"), status: 400, code: "invalid_target"},
-		{name: "unknown code", body: with("code", "x"+code[1:]), status: 400, code: "invalid_grant"},
+		{name: "unknown code", body: with("code", unknown), status: 400, code: "invalid_grant"},
 		{name: "no code", body: with("code", ""), status: 400, code: "invalid_request"},
 		{name: "code of another client", body: form("code", wcode, "code_verifier", wverifier, "client_id", "app", "redirect_uri", "https://web.example/cb"), status: 400, code: "invalid_grant"},
 		{name: "confidential code without secret", body: form("code", wcode, "code_verifier", wverifier, "client_id", "webapp", "redirect_uri", "https://web.example/cb"), status: 401, code: "invalid_client"},
