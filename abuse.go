@@ -57,6 +57,11 @@ func (a *abuse) before(r *http.Request) (string, error) {
 	if a.lockout == nil || !a.lockout.active() {
 		return "", nil
 	}
+	if addr, ok := a.lockout.sourceAddr(r); ok {
+		// The common case: nothing to form, and "" tells the steps after
+		// that the source is still to be found should they need it.
+		return "", a.lockout.checkSource(addr)
+	}
 	source := a.lockout.Source(r)
 	return source, a.lockout.check(source, "")
 }

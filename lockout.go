@@ -308,6 +308,31 @@ func (l *Lockout) shard(key string) *lockShard {
 	return &l.shards[maphash.String(l.seed, key)%lockShards]
 }
 
+// checkSource is check(sourceOf(a), "") without forming the source's
+// string: the key is built on the stack, and a map index by string(bytes)
+// copies nothing, so the check a request pays while some source anywhere
+// is locked out allocates nothing.
+func (l *Lockout) checkSource(a netip.Addr) error {
+	if !l.active() || l.opts.SourceFailures <= 0 {
+		return nil
+	}
+	var buf [72]byte
+	key := appendSource(append(buf[:0], "s|"...), a)
+	sh := &l.shards[maphash.Bytes(l.seed, key)%lockShards]
+	sh.mu.Lock()
+	e := sh.entries[string(key)]
+	if e == nil || e.until == 0 {
+		sh.mu.Unlock()
+		return nil
+	}
+	sh.mu.Unlock()
+	// Locked, or a lockout to end: the rare case takes the general path.
+	if d := l.lockedFor(string(key), l.now().UnixNano()); d > 0 {
+		return lockedOut(d)
+	}
+	return nil
+}
+
 // lockedFor returns how long key stays locked out at now, or 0.
 func (l *Lockout) lockedFor(key string, now int64) time.Duration {
 	sh := l.shard(key)
@@ -500,16 +525,25 @@ func (l *Lockout) report(ctx context.Context, sub lockSubject, outcome Outcome, 
 // Source returns the source address of r as the lockout counts it: see
 // [Lockout]. A remote address that is not an IP address is used as it is.
 func (l *Lockout) Source(r *http.Request) string {
-	a, ok := parseAddr(r.RemoteAddr)
+	a, ok := l.sourceAddr(r)
 	if !ok {
 		return boundValue(r.RemoteAddr)
+	}
+	return sourceOf(a)
+}
+
+// sourceAddr is the address Source names, when the remote address is one.
+func (l *Lockout) sourceAddr(r *http.Request) (netip.Addr, bool) {
+	a, ok := parseAddr(r.RemoteAddr)
+	if !ok {
+		return a, false
 	}
 	if l != nil && len(l.opts.TrustedProxies) > 0 && l.trusted(a) {
 		if f, ok := l.forwarded(r.Header); ok {
 			a = f
 		}
 	}
-	return sourceOf(a)
+	return a, true
 }
 
 func (l *Lockout) trusted(a netip.Addr) bool {
@@ -576,11 +610,17 @@ func parseAddr(s string) (netip.Addr, bool) {
 // sourceOf is an address's normal form as a source: IPv4 as it is, IPv6
 // as its /64 prefix.
 func sourceOf(a netip.Addr) string {
+	var buf [64]byte
+	return string(appendSource(buf[:0], a))
+}
+
+// appendSource appends sourceOf(a) to b.
+func appendSource(b []byte, a netip.Addr) []byte {
 	if a.Is4() {
-		return a.String()
+		return a.AppendTo(b)
 	}
 	p, _ := a.Prefix(64)
-	return p.String()
+	return p.AppendTo(b)
 }
 
 // principalCredential is the credential identifier [Require] counts for a

@@ -237,6 +237,27 @@ func TestLockoutSource(t *testing.T) {
 			if got := l.Source(r); got != tt.want {
 				t.Fatalf("Source = %q, want %q", got, tt.want)
 			}
+			// Require's check before authentication (which finds the
+			// address without forming its string) refuses the same
+			// source once it is locked out, and only that one.
+			a := abuse{lockout: l}
+			if _, err := a.before(r); err != nil {
+				t.Fatalf("before the lockout: %v", err)
+			}
+			for range l.opts.SourceFailures {
+				l.fail(context.Background(), tt.want, "", "")
+			}
+			if _, err := a.before(r); retryAfter(t, err) <= 0 {
+				t.Fatalf("after the lockout: %v", err)
+			}
+			other := httptest.NewRequest("GET", "/", nil)
+			other.RemoteAddr = "[2001:db8:ffff::1]:1"
+			if _, err := a.before(other); err != nil {
+				t.Fatalf("another source: %v", err)
+			}
+			if n := testing.AllocsPerRun(100, func() { _, _ = a.before(other) }); n != 0 {
+				t.Errorf("the check of a source that is not locked out, while one is, allocates %v times", n)
+			}
 		})
 	}
 }
