@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"sync/atomic"
 	"time"
 )
 
@@ -47,17 +48,42 @@ type jwtState struct {
 	store       Store
 	id          string // the token's revocation ID
 	sharedStore bool
+	// read is the last read of the store that found the token not
+	// revoked. The watcher of open requests reads at every check; a
+	// notification's check (recentlyValid) takes a recent read as its
+	// answer, so that an update to many sessions is not a store read
+	// each.
+	read atomic.Pointer[stateRead]
+}
+
+// stateRead is when a read found a credential not revoked, and the count
+// of revocations in this process just before it.
+type stateRead struct {
+	at  time.Time
+	gen uint64
 }
 
 func (s *jwtState) isRevoked(ctx context.Context) (bool, error) {
+	gen := revocationGeneration() // before the read: a revocation during it makes the read stale
 	_, err := s.store.Get(ctx, revokedKey(s.id))
 	switch {
 	case err == nil:
+		s.read.Store(nil)
 		return true, nil
 	case errors.Is(err, ErrNotFound):
+		s.read.Store(&stateRead{at: time.Now(), gen: gen})
 		return false, nil
 	}
 	return false, err
+}
+
+// recentlyValid reports whether a read within maxAge found the token not
+// revoked, with no revocation in this process since: one here (Revoke,
+// RevokeToken) takes effect at once, one recorded by another replica
+// within maxAge.
+func (s *jwtState) recentlyValid(maxAge time.Duration) bool {
+	r := s.read.Load()
+	return r != nil && r.gen == revocationGeneration() && time.Since(r.at) < maxAge
 }
 
 func (s *jwtState) shared() bool { return s.sharedStore }

@@ -143,6 +143,18 @@ func (g *Guard) notifications() mcp.Middleware {
 	}
 }
 
+// A recentlyChecked state can tell, without asking its source, that a
+// recent check found the credential still valid.
+type recentlyChecked interface {
+	recentlyValid(maxAge time.Duration) bool
+}
+
+// notifyStaleness is how old a check of a credential held in a shared store
+// may be for an update to go out on it: a revocation that another replica
+// records stops the updates within this, and ends the stream itself within
+// twice RequireOptions.RevocationCheckInterval.
+const notifyStaleness = time.Second
+
 // mayNotify decides whether p, a session's current caller, may receive an
 // update of the resource uri.
 func (g *Guard) mayNotify(ctx context.Context, p *Principal, uri string) error {
@@ -159,7 +171,9 @@ func (g *Guard) mayNotify(ctx context.Context, p *Principal, uri string) error {
 			return failure(p.Method, ErrExpired, p.KeyID, "")
 		}
 	}
-	if p.state != nil {
+	// A credential checked moments ago (by the watcher of the stream this
+	// goes on, or for an earlier update) is not read again per update.
+	if r, ok := p.state.(recentlyChecked); p.state != nil && (!ok || !r.recentlyValid(notifyStaleness)) {
 		revoked, err := p.state.isRevoked(ctx)
 		if err != nil {
 			return failure(p.Method, errRevocationsFailed, p.KeyID, "")

@@ -3,7 +3,9 @@ package mcpauth_test
 import (
 	"context"
 	"net/http"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -244,5 +246,93 @@ func TestGuardMiddlewareAloneWarns(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("%d configuration events, want 1", n)
+	}
+}
+
+// revocationReads counts the reads of revocation records in a Store.
+type revocationReads struct {
+	mcpauth.Store
+	n atomic.Int64
+}
+
+func (s *revocationReads) Get(ctx context.Context, key string) ([]byte, error) {
+	if strings.HasPrefix(key, "revoked:") {
+		s.n.Add(1)
+	}
+	return s.Store.Get(ctx, key)
+}
+
+// TestGuardNotificationsStoreReads: a token whose revocations live in a
+// shared Store is not read from it for every update that goes out on its
+// session (a burst of updates to many sessions would be a read each), yet a
+// revocation in this process stops the very next update.
+func TestGuardNotificationsStoreReads(t *testing.T) {
+	mode := mcptest.Modes[0]
+	iss, err := mcpauth.NewJWTIssuer(mcpauth.JWTIssuerOptions{Issuer: "https://as.example.com", Key: []byte(strings.Repeat("k", 32)), Audience: []string{"https://mcp.example.com/mcp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &revocationReads{Store: mcpauth.NewMemoryStore()}
+	verifier, err := mcpauth.NewJWTVerifier(mcpauth.JWTVerifierOptions{Issuers: []mcpauth.TrustedIssuer{iss.TrustedIssuer()}, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { verifier.Close() })
+	policy := tutorialPolicy()
+	policy.Rules = append(policy.Rules, mcpauth.Rule{Resource: "file:///public/*", Roles: []string{"viewer"}})
+	ev := &events{}
+	g, err := mcpauth.NewGuard(policy, &mcpauth.GuardOptions{Events: ev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mcp.NewServer(&mcp.Implementation{Name: "notify", Version: "1"}, &mcp.ServerOptions{
+		SubscribeHandler:   func(context.Context, *mcp.SubscribeRequest) error { return nil },
+		UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { return nil },
+	})
+	const uri = "file:///public/b"
+	s.AddResource(&mcp.Resource{URI: uri, Name: uri}, func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return &mcp.ReadResourceResult{}, nil
+	})
+	g.Install(s)
+	srv := serveLoopback(t, mcpauth.Require(&mcpauth.RequireOptions{Events: ev}, verifier)(mode.Handler(s)))
+	tok, err := iss.Mint(mcpauth.TokenClaims{Subject: "alice", Roles: []string{"viewer"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &updates{got: map[string]int{}, ch: make(chan string, 256)}
+	cs := connectWithStream(t, mode, srv.URL, mcptest.NewHeaders("Authorization", "Bearer "+tok), u)
+	if err := cs.Subscribe(context.Background(), &mcp.SubscribeParams{URI: uri}); err != nil {
+		t.Fatal(err)
+	}
+	sendUntilReceived(t, s, u, uri)
+
+	const n = 100
+	before, start := store.n.Load(), time.Now()
+	for range n {
+		s.ResourceUpdated(context.Background(), &mcp.ResourceUpdatedNotificationParams{URI: uri})
+	}
+	for range n {
+		select {
+		case <-u.ch:
+		case <-time.After(streamEndBound):
+			t.Fatalf("%d of %d updates arrived", u.count(uri), n)
+		}
+	}
+	// A read per second of the burst for the updates, and one per
+	// RevocationCheckInterval (2 s) for the watcher of the open stream.
+	elapsed := time.Since(start)
+	allowed := 2 + 2*int64(elapsed/time.Second)
+	if reads := store.n.Load() - before; reads > allowed {
+		t.Errorf("%d updates in %v read the store %d times, want at most %d", n, elapsed.Round(time.Millisecond), reads, allowed)
+	}
+
+	// Revoked here: the next update is dropped, however recent the last
+	// read.
+	if err := verifier.Revoke(context.Background(), tok); err != nil {
+		t.Fatal(err)
+	}
+	s.ResourceUpdated(context.Background(), &mcp.ResourceUpdatedNotificationParams{URI: uri})
+	if d := ev.dropped(uri); d != 1 {
+		t.Errorf("after the revocation %d updates were dropped, want 1", d)
 	}
 }
