@@ -62,10 +62,6 @@ const (
 // that did not answer: 503, never a pass.
 var errKeyStoreDown error = &errorClass{msg: "mcpauth: API key store unavailable", reason: reasonAPIKeysDown, desc: "Authentication is temporarily unavailable.", parent: ErrUnavailable}
 
-// errFlightAbandoned is what a request gets that ended while waiting for
-// another's store read of its key.
-var errFlightAbandoned = errors.New("mcpauth: request ended while its API key was read")
-
 // keyStore is the run-time-managed part of an APIKeys: keys in a Store,
 // behind a positive and a negative cache.
 type keyStore struct {
@@ -79,7 +75,7 @@ type keyStore struct {
 	// gen counts the creations and deletions made through this APIKeys, so
 	// that an answer read before one of them is not cached after it.
 	gen    atomic.Uint64
-	flight keyFlights
+	flight flights[*keyEntry]
 }
 
 // storedKey is the record of a key in the store, under "apikey:" and the

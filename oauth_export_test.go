@@ -17,7 +17,7 @@ func OAuthWaiting(v *OAuthVerifier) int {
 	if st == nil || st.introspect == nil {
 		return 0
 	}
-	return int(st.introspect.waiting.Load())
+	return int(st.introspect.calls.waiting.Load())
 }
 
 // The unexported error classes the OAuth tests expect, by name.

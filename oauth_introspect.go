@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -41,18 +39,12 @@ type introspector struct {
 	// auth is the Authorization header of every introspection request: the
 	// server's client credentials (client_secret_basic, RFC 6749 §2.3.1,
 	// which form-encodes both before base64). It is a secret.
-	auth     string
-	active   *hashCache[*introspected] // positive answers
-	refused  *hashCache[*introspected] // negative ones, apart so that a flood of made-up tokens cannot evict the good
-	flightMu sync.Mutex
-	flights  map[[32]byte]*flight // introspections under way, so that concurrent requests with one token make one
-	waiting  atomic.Int64         // requests waiting on another's introspection (for tests)
-}
-
-type flight struct {
-	done chan struct{}
-	p    *Principal
-	err  error
+	auth    string
+	active  *hashCache[*introspected] // positive answers
+	refused *hashCache[*introspected] // negative ones, apart so that a flood of made-up tokens cannot evict the good
+	// calls holds the introspections under way, so that concurrent
+	// requests with one token make one.
+	calls flights[*Principal]
 }
 
 func newIntrospector(v *OAuthVerifier, endpoint string) *introspector {
@@ -61,7 +53,6 @@ func newIntrospector(v *OAuthVerifier, endpoint string) *introspector {
 		v:        v,
 		endpoint: endpoint,
 		auth:     "Basic " + base64.StdEncoding.EncodeToString([]byte(creds)),
-		flights:  map[[32]byte]*flight{},
 	}
 	if v.opts.CacheTTL > 0 {
 		i.active = newHashCache[*introspected](v.opts.CacheSize)
@@ -84,43 +75,29 @@ func (i *introspector) check(ctx context.Context, token string) (*Principal, err
 			return nil, e.err
 		}
 	}
-	i.flightMu.Lock()
-	if f := i.flights[sum]; f != nil {
-		i.flightMu.Unlock()
-		i.waiting.Add(1)
-		defer i.waiting.Add(-1)
-		select {
-		case <-f.done:
-			return f.p, f.err
-		case <-ctx.Done():
-			return nil, failure(MethodOAuth, errIntrospectionFailed, keyID(&sum), "request ended while waiting for introspection")
+	p, err := i.calls.do(&sum, 0, ctx.Done(), func() (*Principal, error) {
+		// The request's cancellation would fail the requests waiting on
+		// this one too; the HTTP client's timeout bounds the call.
+		p, err, until := i.introspectToken(context.WithoutCancel(ctx), token, &sum, now)
+		if i.active != nil && !until.IsZero() {
+			if err == nil {
+				i.active.put(&sum, &introspected{p: p}, until.UnixNano(), now.UnixNano())
+			} else {
+				i.refused.put(&sum, &introspected{err: err}, until.UnixNano(), now.UnixNano())
+			}
 		}
+		return p, err
+	})
+	if errors.Is(err, errFlightAbandoned) {
+		return nil, failure(MethodOAuth, errIntrospectionFailed, keyID(&sum), "request ended while waiting for introspection")
 	}
-	f := &flight{done: make(chan struct{})}
-	i.flights[sum] = f
-	i.flightMu.Unlock()
-
-	// The request's cancellation would fail the requests waiting on this
-	// one too; the HTTP client's timeout bounds the call.
-	p, err, until := i.introspect(context.WithoutCancel(ctx), token, &sum, now)
-	if i.active != nil && !until.IsZero() {
-		if err == nil {
-			i.active.put(&sum, &introspected{p: p}, until.UnixNano(), now.UnixNano())
-		} else {
-			i.refused.put(&sum, &introspected{err: err}, until.UnixNano(), now.UnixNano())
-		}
-	}
-	f.p, f.err = p, err
-	i.flightMu.Lock()
-	delete(i.flights, sum)
-	i.flightMu.Unlock()
-	close(f.done)
 	return p, err
 }
 
-// introspect asks the authorization server about token and judges the
-// answer. until is how long the answer may be cached, zero for not at all.
-func (i *introspector) introspect(ctx context.Context, token string, sum *[32]byte, now time.Time) (p *Principal, err error, until time.Time) {
+// introspectToken asks the authorization server about token and judges
+// the answer. until is how long the answer may be cached, zero for not at
+// all.
+func (i *introspector) introspectToken(ctx context.Context, token string, sum *[32]byte, now time.Time) (p *Principal, err error, until time.Time) {
 	kid := keyID(sum)
 	unavailable := func(class error, detail string) (*Principal, error, time.Time) {
 		i.v.reportKeySource(detail)
