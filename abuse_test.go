@@ -218,6 +218,39 @@ func TestRequireRateLimit(t *testing.T) {
 	}
 }
 
+// TestRequireRateLimitValues: the RateLimit field counts down with the
+// bucket, for a principal and for an address in turn, each under its own
+// name, though both limits show the same numbers at each step (recent
+// values are shared between responses: see rateLimits.value).
+func TestRequireRateLimitValues(t *testing.T) {
+	key := mustGenerate(t)
+	off, _ := NewLockout(&LockoutOptions{SourceFailures: -1, CredentialFailures: -1})
+	limit := Limit{Rate: 0.001, Burst: 5}
+	h := abuseServer(t, &RequireOptions{Lockout: off, RateLimit: limit, SourceRateLimit: limit}, APIKey{Key: key, Subject: "alice"})
+	for i := range 7 {
+		left := max(4-i, 0)
+		// t: the seconds until the bucket is whole, 1,000 per token used.
+		want := func(name string) string {
+			return `"` + name + `";r=` + strconv.Itoa(left) + ";t=" + strconv.Itoa(1000*(5-left))
+		}
+		if i >= 5 {
+			// Refused: nothing taken, the bucket stays empty.
+			want = func(name string) string { return `"` + name + `";r=0;t=5000` }
+		}
+		for _, c := range []struct{ name, key, remote string }{
+			{"principal", key, "198.51.100.1:1"},
+			{"source", "", "192.0.2.7:1"},
+		} {
+			w := do(h, c.remote, c.key)
+			// (Exact while the test takes under a second: the bucket
+			// refills a thousandth of a token per second.)
+			if got := w.Header().Get("RateLimit"); got != want(c.name) {
+				t.Errorf("request %d (%s): RateLimit %q, want %q", i+1, c.name, got, want(c.name))
+			}
+		}
+	}
+}
+
 func TestRequireRateLimitBadConfig(t *testing.T) {
 	key := mustGenerate(t)
 	events := &eventLog{}

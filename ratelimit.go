@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -78,6 +79,8 @@ type rateLimits struct {
 	// only replaced, never written through, so sharing it saves an
 	// allocation per request.
 	policy [2][]string
+	// values holds recent RateLimit values: see value.
+	values [64]atomic.Pointer[headerValue]
 }
 
 func newRateLimits(opts *RequireOptions) (*rateLimits, error) {
@@ -131,30 +134,48 @@ func (rl *rateLimits) allow(w http.ResponseWriter, r *http.Request, key string, 
 	}
 	h := w.Header()
 	h["Ratelimit-Policy"] = rl.policy[i]
-	// The RateLimit field (draft -09 §4): the remaining quota r and the
-	// seconds t until it is whole again, built in one allocation.
-	v := &headerValue{}
-	b := append(v.buf[:0], name...)
-	b = strconv.AppendInt(b, int64(max(d.Remaining, 0)), 10)
-	b = append(b, ";t="...)
-	b = strconv.AppendInt(b, ceilSeconds(d.Reset), 10)
-	if len(b) <= len(v.buf) {
-		// The string shares v's buffer, which nothing writes again.
-		v.s[0] = unsafe.String(&v.buf[0], len(b))
-	} else {
-		v.s[0] = string(b)
-	}
-	h["Ratelimit"] = v.s[:]
+	h["Ratelimit"] = rl.value(i, name, max(d.Remaining, 0), ceilSeconds(d.Reset))
 	if !d.Allowed {
 		return &refusal{class: &RateLimitError{RetryAfter: d.RetryAfter}, reason: "rate_limited", retryAfter: max(d.RetryAfter, time.Second)}
 	}
 	return nil
 }
 
-// headerValue is a header's one value with room to build it.
+// value returns the RateLimit field (draft -09 §4) for limit i: the
+// remaining quota r and the seconds t until it is whole again. Most
+// requests find their bucket as the last request found it (a caller that
+// stays within its limit sees it nearly full), so recent values are kept,
+// by (limit, r, t), in a small table that any number of requests read
+// without a lock: a hit costs no allocation, a miss one.
+func (rl *rateLimits) value(i int, name string, r int, t int64) []string {
+	slot := &rl.values[(uint64(r)*0x9e3779b97f4a7c15^uint64(t)<<1^uint64(i))%uint64(len(rl.values))]
+	if v := slot.Load(); v != nil && v.limit == i && v.r == r && v.t == t {
+		return v.s[:]
+	}
+	v := &headerValue{limit: i, r: r, t: t}
+	b := append(v.buf[:0], name...)
+	b = strconv.AppendInt(b, int64(r), 10)
+	b = append(b, ";t="...)
+	b = strconv.AppendInt(b, t, 10)
+	if len(b) <= len(v.buf) {
+		// The string shares v's buffer, which nothing writes again.
+		v.s[0] = unsafe.String(&v.buf[0], len(b))
+	} else {
+		v.s[0] = string(b)
+	}
+	slot.Store(v)
+	return v.s[:]
+}
+
+// headerValue is a RateLimit field value with room to build it, and what
+// it says. Once built it is only read: responses share it, as they share
+// the RateLimit-Policy value.
 type headerValue struct {
-	s   [1]string
-	buf [64]byte
+	limit int
+	r     int
+	t     int64
+	s     [1]string
+	buf   [48]byte
 }
 
 var errRateLimiterDown = &refusal{class: ErrUnavailable, reason: "rate_limiter_unavailable"}
