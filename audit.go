@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -129,18 +130,34 @@ type EventSink interface {
 }
 
 // LogEvents returns the default [EventSink]: it writes each event to l as
-// one line, failures and denials at Warn, key-source faults at Error,
+// one record, failures and denials at Warn, key-source faults at Error,
 // successes at Info and repeated successes and allowed authorizations at
-// Debug. A nil l means slog.Default(), looked up at each event.
+// Debug. A nil l means the application's slog.Default(), looked up at each
+// event; until the application sets one (slog.SetDefault), events are JSON
+// lines on standard error, Info and above, rather than slog's built-in text
+// through the log package.
 func LogEvents(l *slog.Logger) EventSink { return logSink{l} }
 
 type logSink struct{ l *slog.Logger }
 
+// builtinDefault is slog's own default logger, as it is before an
+// application sets one: the package's variables are set before main runs.
+var builtinDefault = slog.Default()
+
+// defaultEventLogger is where events go while slog.Default() is
+// builtinDefault (a variable for tests).
+var defaultEventLogger atomic.Pointer[slog.Logger]
+
+func init() { defaultEventLogger.Store(slog.New(slog.NewJSONHandler(os.Stderr, nil))) }
+
 func (s logSink) logger() *slog.Logger {
-	if s.l == nil {
-		return slog.Default()
+	if s.l != nil {
+		return s.l
 	}
-	return s.l
+	if l := slog.Default(); l != builtinDefault {
+		return l
+	}
+	return defaultEventLogger.Load()
 }
 
 func (s logSink) enabled(ctx context.Context, level slog.Level) bool {

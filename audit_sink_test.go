@@ -1,7 +1,11 @@
 package mcpauth
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -89,3 +93,62 @@ func TestAsyncSinkOrderAndContext(t *testing.T) {
 type sinkFunc func(ctx context.Context, e Event)
 
 func (f sinkFunc) Record(ctx context.Context, e Event) { f(ctx, e) }
+
+// lockedBuffer is a buffer that events from other tests' goroutines may
+// write to while a test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestLogEventsDefaultJSON: with no logger given, events are JSON lines
+// (on standard error) until the application sets slog's default, and go to
+// the application's default logger once it has.
+func TestLogEventsDefaultJSON(t *testing.T) {
+	prevDefault, prevEvents := slog.Default(), defaultEventLogger.Load()
+	t.Cleanup(func() { slog.SetDefault(prevDefault); defaultEventLogger.Store(prevEvents) })
+	var lines, app lockedBuffer
+	defaultEventLogger.Store(slog.New(slog.NewJSONHandler(&lines, nil)))
+	e := Event{Kind: EventAuthentication, Outcome: OutcomeFailure, Reason: "invalid", Method: MethodAPIKey, Subject: "json-test-subject", RemoteAddr: "192.0.2.1"}
+
+	slog.SetDefault(builtinDefault) // as a program that never calls SetDefault
+	emit(context.Background(), nil, e)
+	// Other tests' goroutines may log meanwhile: find this event's line.
+	var got map[string]any
+	for line := range strings.Lines(lines.String()) {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not a JSON line: %q: %v", line, err)
+		}
+		if m["subject"] == e.Subject {
+			got = m
+		}
+	}
+	if got == nil {
+		t.Fatalf("the event is not among the JSON lines %q", lines.String())
+	}
+	for k, want := range map[string]string{"level": "WARN", "kind": "authentication", "outcome": "failure", "reason": "invalid", "method": "apikey", "remote": "192.0.2.1"} {
+		if got[k] != want {
+			t.Errorf("%s = %v, want %q", k, got[k], want)
+		}
+	}
+
+	slog.SetDefault(slog.New(slog.NewTextHandler(&app, nil)))
+	e.Subject = "json-test-second"
+	emit(context.Background(), LogEvents(nil), e)
+	if strings.Contains(lines.String(), e.Subject) || !strings.Contains(app.String(), "subject="+e.Subject) {
+		t.Errorf("with the application's default set: JSON %q, application's log %q", lines.String(), app.String())
+	}
+}

@@ -120,7 +120,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if *issuer == "" {
 		*issuer = strings.TrimSuffix(l.url, "/mcp")
 	}
-	eventLog := slog.New(slog.NewTextHandler(stderr, nil))
+	eventLog := slog.New(slog.NewJSONHandler(stderr, nil)) // one JSON line per security event
 	ro, withMetrics, err := observe(*metrics, mcpauth.LogEvents(eventLog))
 	if err != nil {
 		return err
