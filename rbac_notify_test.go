@@ -26,6 +26,25 @@ type notifySetup struct {
 
 func newNotifySetup(t *testing.T, mode mcptest.Mode, install bool) *notifySetup {
 	t.Helper()
+	s, ev := notifyServer(t, install)
+	admin, viewer := newKey(t), newKey(t)
+	keys, err := mcpauth.NewAPIKeys(
+		mcpauth.APIKey{Key: admin, Subject: "alice", Roles: []string{"admin"}},
+		mcpauth.APIKey{Key: viewer, Subject: "alice", Roles: []string{"viewer"}},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := &mcpauth.RequireOptions{Events: ev}
+	srv := serveLoopback(t, mcpauth.Require(opts, keys)(mode.Handler(s)))
+	return &notifySetup{server: s, url: srv.URL, keys: keys, admin: admin, viewer: viewer, ev: ev}
+}
+
+// notifyServer is a server with two resources that clients may subscribe
+// to, file:///admin/a (for admins) and file:///public/b (for viewers),
+// behind a guard that Install adds, or only its Middleware.
+func notifyServer(t *testing.T, install bool) (*mcp.Server, *events) {
+	t.Helper()
 	policy := tutorialPolicy()
 	policy.Rules = append(policy.Rules,
 		mcpauth.Rule{Resource: "file:///admin/*", Roles: []string{"admin"}},
@@ -50,17 +69,7 @@ func newNotifySetup(t *testing.T, mode mcptest.Mode, install bool) *notifySetup 
 	} else {
 		s.AddReceivingMiddleware(g.Middleware())
 	}
-	admin, viewer := newKey(t), newKey(t)
-	keys, err := mcpauth.NewAPIKeys(
-		mcpauth.APIKey{Key: admin, Subject: "alice", Roles: []string{"admin"}},
-		mcpauth.APIKey{Key: viewer, Subject: "alice", Roles: []string{"viewer"}},
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := &mcpauth.RequireOptions{Events: ev}
-	srv := serveLoopback(t, mcpauth.Require(opts, keys)(mode.Handler(s)))
-	return &notifySetup{server: s, url: srv.URL, keys: keys, admin: admin, viewer: viewer, ev: ev}
+	return s, ev
 }
 
 // updates collects the resource updates a client receives.
@@ -278,22 +287,8 @@ func TestGuardNotificationsStoreReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { verifier.Close() })
-	policy := tutorialPolicy()
-	policy.Rules = append(policy.Rules, mcpauth.Rule{Resource: "file:///public/*", Roles: []string{"viewer"}})
-	ev := &events{}
-	g, err := mcpauth.NewGuard(policy, &mcpauth.GuardOptions{Events: ev})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := mcp.NewServer(&mcp.Implementation{Name: "notify", Version: "1"}, &mcp.ServerOptions{
-		SubscribeHandler:   func(context.Context, *mcp.SubscribeRequest) error { return nil },
-		UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { return nil },
-	})
+	s, ev := notifyServer(t, true)
 	const uri = "file:///public/b"
-	s.AddResource(&mcp.Resource{URI: uri, Name: uri}, func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
-		return &mcp.ReadResourceResult{}, nil
-	})
-	g.Install(s)
 	srv := serveLoopback(t, mcpauth.Require(&mcpauth.RequireOptions{Events: ev}, verifier)(mode.Handler(s)))
 	tok, err := iss.Mint(mcpauth.TokenClaims{Subject: "alice", Roles: []string{"viewer"}})
 	if err != nil {
